@@ -15,5 +15,11 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		// After the first signal starts a graceful stop, a second one kills
+		// the process: restore the default signal behaviour.
+		<-ctx.Done()
+		stop()
+	}()
 	os.Exit(cli.Main(ctx, cli.Std(), os.Args[1:]))
 }
