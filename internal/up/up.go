@@ -1,0 +1,290 @@
+package up
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"net/url"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/understudy/understudy/internal/topology"
+)
+
+// Options tune a run.
+type Options struct {
+	// Binary is the understudy executable children run. Default: this process's.
+	Binary string
+	// Stdout receives one `ready …` line per component and exit reports.
+	Stdout io.Writer
+	// Getenv resolves ${ENV} references. Default os.Getenv.
+	Getenv func(string) string
+	// Has reports whether the binary has a subcommand (edge, controller);
+	// components whose command is missing are not started. Default: all.
+	Has func(command string) bool
+	// ReadyTimeout bounds each component's start. Default 20s.
+	ReadyTimeout time.Duration
+	// Grace is how long a stopping child gets before SIGKILL. Default 5s.
+	Grace time.Duration
+	Log   *slog.Logger
+}
+
+// Up is one run of a topology's components.
+type Up struct {
+	path string
+	opts Options
+
+	// Topology is the resolved topology the children run.
+	Topology *topology.Topology
+	// TopologyPath is where the resolved topology was written.
+	TopologyPath string
+
+	lock  *os.File
+	procs group
+}
+
+// New prepares a run of the topology file at path; it starts nothing.
+func New(path string, opts Options) (*Up, error) {
+	if opts.Binary == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		opts.Binary = exe
+	}
+	if opts.Stdout == nil {
+		opts.Stdout = io.Discard
+	}
+	if opts.Getenv == nil {
+		opts.Getenv = os.Getenv
+	}
+	if opts.Has == nil {
+		opts.Has = func(string) bool { return true }
+	}
+	if opts.ReadyTimeout == 0 {
+		opts.ReadyTimeout = 20 * time.Second
+	}
+	if opts.Grace == 0 {
+		opts.Grace = 5 * time.Second
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Up{path: path, opts: opts}, nil
+}
+
+// Start validates the topology, resolves free ports, writes the resolved
+// topology and starts every component, each waited for in turn. On error
+// everything already started is stopped.
+func (u *Up) Start(ctx context.Context) (err error) {
+	if _, err := topology.Load(u.path, u.opts.Getenv); err != nil {
+		return err
+	}
+	src, err := os.ReadFile(u.path)
+	if err != nil {
+		return err
+	}
+	dir, err := filepath.Abs(filepath.Dir(u.path))
+	if err != nil {
+		return err
+	}
+	resolved, err := Resolve(src, dir, FreePort)
+	if err != nil {
+		return fmt.Errorf("resolve ports: %w", err)
+	}
+	t, err := topology.Parse(bytes.NewReader(resolved))
+	if err != nil {
+		return fmt.Errorf("resolved topology: %w", err)
+	}
+	t.Dir = dir
+	if err := t.ExpandSecrets(u.opts.Getenv); err != nil {
+		return err
+	}
+	t.Default()
+	if err := t.Validate(); err != nil {
+		return fmt.Errorf("resolved topology: %w", err)
+	}
+	u.Topology = t
+	dataDir := t.Path(t.DataDir)
+	if err := os.MkdirAll(filepath.Join(dataDir, "logs"), 0o755); err != nil {
+		return err
+	}
+	if u.lock, err = lockDir(dataDir); err != nil {
+		return err
+	}
+	u.TopologyPath = filepath.Join(dataDir, "up-topology.yaml")
+	if err := os.WriteFile(u.TopologyPath, resolved, 0o600); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			u.Close(context.Background())
+		}
+	}()
+	for _, s := range u.specs() {
+		logPath := filepath.Join(dataDir, "logs", safeName(s.Name)+".log")
+		p, err := start(ctx, u.opts.Binary, s, logPath, u.opts.ReadyTimeout)
+		if err != nil {
+			return err
+		}
+		u.procs.add(p)
+		line := "ready component=" + p.Kind
+		if p.Region != "" {
+			line += " region=" + p.Region
+		}
+		for _, k := range []string{"url", "admin"} {
+			if v := p.Ready[k]; v != "" {
+				line += " " + k + "=" + v
+			}
+		}
+		fmt.Fprintln(u.opts.Stdout, line)
+		if err := u.writeState(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// specs lists the components in start order: model servers, gateways, edge,
+// controller. A hot-cold standby's gateway is left to the controller.
+func (u *Up) specs() []Spec {
+	t := u.Topology
+	var specs []Spec
+	primary := t.Primary().Name
+	for _, rn := range t.RegionNames() {
+		r := t.Region(rn)
+		for _, dep := range t.Deployments {
+			for _, b := range r.Backends[dep.Name] {
+				if b.Kind != topology.KindSim {
+					continue
+				}
+				args := []string{"modelsim", "--listen", hostPort(b.URL), "--model", b.Model, "--version", dep.Version,
+					"--admin-token", t.Admin.Token.Value()}
+				if b.Sim.TTFT > 0 {
+					args = append(args, "--ttft", b.Sim.TTFT.String())
+				}
+				if b.Sim.TokensPerSecond > 0 {
+					args = append(args, "--tps", strconv.FormatFloat(b.Sim.TokensPerSecond, 'f', -1, 64))
+				}
+				if b.Sim.RPM > 0 {
+					args = append(args, "--rpm", strconv.Itoa(b.Sim.RPM))
+				}
+				if b.Sim.TPM > 0 {
+					args = append(args, "--tpm", strconv.Itoa(b.Sim.TPM))
+				}
+				specs = append(specs, Spec{Name: "modelsim/" + rn + "/" + b.Name, Kind: "modelsim", Region: rn, Args: args})
+			}
+		}
+	}
+	for _, rn := range t.RegionNames() {
+		if t.Pattern == topology.HotCold && rn != primary {
+			continue
+		}
+		specs = append(specs, Spec{Name: "gateway/" + rn, Kind: "gateway", Region: rn,
+			Args: []string{"gateway", "-f", u.TopologyPath, "--region", rn}})
+	}
+	for _, kind := range []string{"edge", "controller"} {
+		if u.opts.Has(kind) {
+			specs = append(specs, Spec{Name: kind, Kind: kind, Args: []string{kind, "-f", u.TopologyPath}})
+		}
+	}
+	return specs
+}
+
+// Procs returns the components started so far.
+func (u *Up) Procs() []*Proc { return u.procs.list() }
+
+// Wait reports each component that exits, until ctx is done.
+func (u *Up) Wait(ctx context.Context) {
+	for _, p := range u.procs.list() {
+		go func() {
+			select {
+			case <-p.Done():
+				fmt.Fprintf(u.opts.Stdout, "exited component=%s region=%s status=%q log=%s\n", p.Kind, p.Region, exitErr(p.err), p.Log)
+				u.opts.Log.Warn("component exited", "component", p.Name, "status", exitErr(p.err))
+			case <-ctx.Done():
+			}
+		}()
+	}
+	<-ctx.Done()
+}
+
+// Close stops every component, the last started first.
+func (u *Up) Close(ctx context.Context) error {
+	ps := u.procs.list()
+	for i := len(ps) - 1; i >= 0; i-- {
+		ps[i].stop(u.opts.Grace)
+	}
+	if u.lock != nil {
+		u.lock.Close()
+		u.lock = nil
+	}
+	return nil
+}
+
+// State is what up.json in the data directory records.
+type State struct {
+	Topology   string           `json:"topology"`
+	Pid        int              `json:"pid"`
+	Components []ComponentState `json:"components"`
+}
+
+// ComponentState is one component in up.json.
+type ComponentState struct {
+	Name   string   `json:"name"`
+	Kind   string   `json:"kind"`
+	Region string   `json:"region,omitempty"`
+	Pid    int      `json:"pid"`
+	URL    string   `json:"url"`
+	Log    string   `json:"log"`
+	Args   []string `json:"args"`
+}
+
+func (u *Up) writeState() error {
+	st := State{Topology: u.TopologyPath, Pid: os.Getpid()}
+	for _, p := range u.procs.list() {
+		st.Components = append(st.Components, ComponentState{Name: p.Name, Kind: p.Kind, Region: p.Region,
+			Pid: p.Pid(), URL: p.URL, Log: p.Log, Args: p.Args})
+	}
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(u.Topology.Path(u.Topology.DataDir), "up.json")
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// lockDir takes an exclusive lock on dir/up.lock so two runs never share a
+// data directory.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "up.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("data directory %s is in use by another `understudy up`", dir)
+	}
+	return f, nil
+}
+
+func hostPort(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	return u.Host
+}
+
+func safeName(s string) string { return strings.ReplaceAll(s, "/", "-") }
