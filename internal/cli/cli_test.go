@@ -3,12 +3,12 @@ package cli
 import (
 	"bytes"
 	"context"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/understudy/understudy/internal/agents"
 	"github.com/understudy/understudy/internal/topology"
 )
 
@@ -74,8 +74,9 @@ func TestInitWritesAValidTopology(t *testing.T) {
 	if tp.Keys[0].Key.Value() != key[1] {
 		t.Errorf("printed key %q is not the topology's key", key[1])
 	}
-	if _, err := os.Stat(filepath.Join(dir, "agents", "support-agent.yaml")); err != nil {
-		t.Error(err)
+	defs, err := agents.LoadDir(tp.Path(tp.Agents.Dir), []string{tp.Deployments[0].Name})
+	if err != nil || len(defs) != 1 {
+		t.Errorf("example agent: %v, %v", defs, err)
 	}
 	// A second init refuses to overwrite.
 	if code, _, errs := run(t, "init", "--dir", dir); code != 1 || !strings.Contains(errs, "--force") {
