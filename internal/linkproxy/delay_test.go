@@ -219,7 +219,7 @@ func TestBlackholeHoldsUntilRestore(t *testing.T) {
 		pl.p.Blackhole()
 		start := time.Now()
 		write(t, client, "held")
-		late := pl.connect() // a connection made during the blackhole
+		late := pl.connect()  // a connection made during the blackhole
 		time.Sleep(time.Hour) // virtual: a long outage
 		synctest.Wait()
 		select {
