@@ -378,8 +378,8 @@ func TestErrorsInOpenAIShape(t *testing.T) {
 	_, ts := start(t, testConfig())
 	tests := []struct {
 		name, method, path, body string
-		wantStatus                int
-		wantParam                 string
+		wantStatus               int
+		wantParam                string
 	}{
 		{"bad json", "POST", "/v1/chat/completions", `{"messages":`, 400, ""},
 		{"wrong type", "POST", "/v1/chat/completions", `{"messages":"hi"}`, 400, "messages"},

@@ -19,59 +19,54 @@ type chatRequest struct {
 }
 
 type chatMessage struct {
-	Role    string     `json:"role"`
-	Content msgContent `json:"content"`
+	Role string `json:"role"`
+	// Content is kept raw: the server only hashes and counts it, and
+	// reading it in place avoids copies on the hot path.
+	Content json.RawMessage `json:"content"`
 }
 
-// msgContent is a message content: a string, an array of content parts (the
-// "text" of each part is joined with "\n"; other parts are ignored), or null.
-type msgContent string
+var errContent = badRequest("messages.content", "Invalid content: want a string, an array of content parts or null.")
 
-func (c *msgContent) UnmarshalJSON(b []byte) error {
-	b = bytes.TrimLeft(b, " \t\r\n")
-	if len(b) == 0 {
-		return nil
+// contentText returns the text of a message content: a string, an array of
+// content parts (the "text" of each part, joined with "\n"; parts without
+// text are skipped), or null. An unescaped string is returned in place.
+func contentText(raw json.RawMessage) ([]byte, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return nil, nil
 	}
-	switch b[0] {
-	case 'n':
-		*c = ""
-		return nil
+	switch raw[0] {
+	case 'n': // null; encoding/json checked the syntax
+		return nil, nil
 	case '"':
-		// Fast path: no escapes, valid UTF-8 (encoding/json already checked
-		// the syntax of the value).
-		if s := b[1 : len(b)-1]; bytes.IndexByte(s, '\\') < 0 && utf8.Valid(s) {
-			*c = msgContent(s)
-			return nil
+		if s := raw[1 : len(raw)-1]; bytes.IndexByte(s, '\\') < 0 && utf8.Valid(s) {
+			return s, nil
 		}
 		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return nil, errContent
 		}
-		*c = msgContent(s)
-		return nil
+		return []byte(s), nil
 	case '[':
 		var parts []struct {
 			Text string `json:"text"`
 		}
-		if err := json.Unmarshal(b, &parts); err != nil {
-			return badRequest("messages.content", "Invalid content: want a string, an array of content parts or null.")
+		if err := json.Unmarshal(raw, &parts); err != nil {
+			return nil, errContent
 		}
-		var sb []byte
-		first := true
+		var b []byte
 		for _, p := range parts {
 			if p.Text == "" {
 				continue
 			}
-			if !first {
-				sb = append(sb, '\n')
+			if len(b) > 0 {
+				b = append(b, '\n')
 			}
-			first = false
-			sb = append(sb, p.Text...)
+			b = append(b, p.Text...)
 		}
-		*c = msgContent(sb)
-		return nil
+		return b, nil
 	}
-	return badRequest("messages.content", "Invalid content: want a string, an array of content parts or null.")
+	return nil, errContent
 }
 
 // chat is a decoded and validated chat completion request.
@@ -98,11 +93,15 @@ func decodeChat(body []byte, defaultMax int) (chat, error) {
 	c.includeUsage = req.Stream && req.StreamOptions != nil && req.StreamOptions.IncludeUsage
 	h := newHasher()
 	for _, m := range req.Messages {
+		text, err := contentText(m.Content)
+		if err != nil {
+			return chat{}, err
+		}
 		h.str(m.Role)
 		h.byte(0x1f)
-		h.str(string(m.Content))
+		h.bytes(text)
 		h.byte(0x1e)
-		c.promptTokens += countWords(string(m.Content))
+		c.promptTokens += countWords(text)
 	}
 	c.seed = uint64(h)
 	for _, lim := range []struct {

@@ -37,6 +37,15 @@ func (h *hasher) str(s string) {
 	*h = hasher(x)
 }
 
+func (h *hasher) bytes(s []byte) {
+	x := uint64(*h)
+	for _, c := range s {
+		x ^= uint64(c)
+		x *= fnvPrime
+	}
+	*h = hasher(x)
+}
+
 func (h *hasher) byte(b byte) {
 	*h = hasher((uint64(*h) ^ uint64(b)) * fnvPrime)
 }
@@ -72,7 +81,7 @@ func (r *rng) unit() float64 {
 // countWords counts maximal runs of bytes that are not ASCII whitespace
 // (space, tab, newline, carriage return, vertical tab, form feed). It is the
 // "token" count of prompts and embedding inputs.
-func countWords(s string) int {
+func countWords[T string | []byte](s T) int {
 	n := 0
 	in := false
 	for i := 0; i < len(s); i++ {
