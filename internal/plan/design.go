@@ -194,7 +194,9 @@ func diagram(d *Decision) string {
 	top := func(name string) string {
 		return "┌─ " + name + " " + strings.Repeat("─", width-utf8.RuneCountInString(name)-2) + "┐"
 	}
-	row := func(s string) string { return "│ " + s + strings.Repeat(" ", width-utf8.RuneCountInString(s)) + "│" }
+	row := func(s string) string {
+		return "│ " + s + strings.Repeat(" ", width-utf8.RuneCountInString(s)) + "│"
+	}
 	bottom := "└" + strings.Repeat("─", width+1) + "┘"
 	gap := strings.Repeat(" ", utf8.RuneCountInString(link))
 	b.WriteString(top(primary) + gap + top(secondary) + "\n")
