@@ -10,7 +10,7 @@ import (
 // apply makes the state change c, decoded from ev. The primary and every
 // standby run this same function on the same payload bytes, which is what
 // makes replicas identical.
-func (e *Engine) apply(ctx context.Context, tx *sql.Tx, ev Event, c change) error {
+func (e *Engine) apply(ctx context.Context, tx *wtx, ev Event, c change) error {
 	var (
 		res sql.Result
 		err error

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -15,7 +14,7 @@ import (
 type Tx struct {
 	ctx    context.Context
 	e      *Engine
-	tx     *sql.Tx
+	tx     *wtx
 	epoch  int64
 	pos    Position
 	now    time.Time
