@@ -2,6 +2,7 @@ package plan
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -364,5 +365,25 @@ func TestWriteFiles(t *testing.T) {
 	}
 	if filepath.Base(paths[0]) != "DESIGN.md" || filepath.Base(paths[1]) != "topology.yaml" {
 		t.Errorf("wrote %v", paths)
+	}
+}
+
+// docs/PLAN.md documents the rules in the order they run.
+func TestDocListsRulesInOrder(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/PLAN.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := -1
+	for i, r := range rules {
+		at := bytes.Index(doc, []byte(fmt.Sprintf("%d. **%s**", i+1, r.name)))
+		if at < 0 {
+			t.Errorf("docs/PLAN.md does not document rule %d, %s", i+1, r.name)
+			continue
+		}
+		if at < last {
+			t.Errorf("docs/PLAN.md documents rule %s out of order", r.name)
+		}
+		last = at
 	}
 }
