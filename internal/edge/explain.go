@@ -34,8 +34,8 @@ func Explain(w io.Writer, t *topology.Topology) {
 		pc.Method, pc.Path, pc.Interval, pc.Timeout, pc.SuccessesRequired, pc.SampleSize)
 	fmt.Fprintf(w, "detection by probes alone (worst case): %s = %d failed probes x %s + %s timeout\n",
 		pc.DetectionWindow(), pc.FailuresToUnhealthy(), pc.Interval, pc.Timeout)
-	fmt.Fprintf(w, "detection by traffic: the first request that gets a connection error or a 5xx ejects the origin at once; a silent origin is ejected after %s (edge.attempt_timeout), and the requests waiting on it move to the next origin at that moment\n",
-		e.AttemptTimeout)
+	fmt.Fprintf(w, "detection by traffic: the first request that gets a connection error or a 5xx ejects the origin at once; a silent origin is ejected after %s (edge.attempt_timeout) or declared unhealthy by the probes (%s), whichever comes first, and the requests waiting on it move to the next origin at that moment\n",
+		e.AttemptTimeout, pc.DetectionWindow())
 	fmt.Fprintf(w, "ejection backoff: %s, doubling on repeated failures up to %s; an ejected origin serves again at the first passing probe after its backoff (at most %s after a %s backoff)\n",
 		e.EjectBase, e.EjectMax, e.EjectBase.D()+pc.Interval, e.EjectBase)
 	fmt.Fprintf(w, "recovery after an outage: %s = %d passing probes x %s\n", pc.RecoveryWindow(), pc.SuccessesRequired, pc.Interval)
