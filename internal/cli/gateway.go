@@ -1,0 +1,51 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+
+	"github.com/understudy/understudy/internal/gateway"
+)
+
+func init() {
+	register(&Command{
+		Name:  "gateway",
+		Short: "serve one region's AI gateway (OpenAI and Azure OpenAI surfaces, backend pools)",
+		Usage: "-f topology.yaml --region NAME",
+		Flags: func(fs *flag.FlagSet) {
+			fs.String("f", "topology.yaml", "topology file")
+			fs.String("region", "", "region to serve (required)")
+		},
+		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error {
+			if len(args) > 0 {
+				return usageErr("unexpected arguments %q", args)
+			}
+			region := fs.Lookup("region").Value.String()
+			if region == "" {
+				return usageErr("--region is required")
+			}
+			t, err := loadTopology(env, fs)
+			if err != nil {
+				return err
+			}
+			r := t.Region(region)
+			if r == nil {
+				return usageErr("region %q is not in the topology (have %v)", region, t.RegionNames())
+			}
+			log := slog.New(slog.NewJSONHandler(env.Stderr, nil)).With("component", "gateway", "region", region)
+			g, err := gateway.New(t, region, gateway.Options{Logger: log})
+			if err != nil {
+				return err
+			}
+			ln, err := net.Listen("tcp", r.Listen)
+			if err != nil {
+				return fmt.Errorf("listen %s: %w", r.Listen, err)
+			}
+			fmt.Fprintf(env.Stdout, "ready component=gateway region=%s url=http://%s\n", region, ln.Addr())
+			return g.Run(ctx, ln)
+		},
+	})
+}
