@@ -33,10 +33,17 @@ func (s *Server) serveChat(w http.ResponseWriter, r *http.Request) error {
 		s.peekLimits(w)
 		return err
 	}
+	tool, err := decodeToolTurn(body, c.seed) // tools.go
+	if err != nil {
+		return err
+	}
 	if err := s.admit(w, v, c.promptTokens+c.n); err != nil {
 		return err
 	}
 	id := s.ids.Add(1)
+	if tool != nil {
+		return s.serveToolTurn(w, r, v, c, tool, id)
+	}
 	if c.stream {
 		return s.stream(w, r, v, c, id)
 	}
