@@ -143,7 +143,9 @@ func (b *bucket) take(now time.Time, n int) (time.Duration, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.refill(now)
-	if b.avail >= want {
+	// Refilling in steps adds float rounding error; a millionth of a
+	// token is no real allowance.
+	if b.avail+1e-6 >= want {
 		b.avail -= want
 		return 0, true
 	}

@@ -318,3 +318,38 @@ func (n *memNet) Serve(addr string, h http.Handler) (stop func()) {
 		<-done
 	}
 }
+
+// metricValue returns the value of one series from /metrics, "" if absent.
+func metricValue(t testing.TB, g *gw, series string) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, g.url+"/metrics", nil)
+	st, _, body := do(t, req)
+	if st != 200 {
+		t.Fatalf("/metrics: %d", st)
+	}
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// backendStatus reads one backend's state from GET /admin/backends.
+func backendStatus(t testing.TB, g *gw, dep, name string) BackendStatus {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, g.url+"/admin/backends", nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	st, _, body := do(t, req)
+	var out AdminBackends
+	if st != 200 || json.Unmarshal([]byte(body), &out) != nil {
+		t.Fatalf("/admin/backends: %d %s", st, body)
+	}
+	for _, b := range out.Deployments[dep] {
+		if b.Name == name {
+			return b
+		}
+	}
+	t.Fatalf("no backend %s/%s in %s", dep, name, body)
+	return BackendStatus{}
+}
