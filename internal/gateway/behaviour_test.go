@@ -513,7 +513,9 @@ func TestKeyLimits(t *testing.T) {
 	body1 := `{"model":"m","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}`
 	st, _, body = g.post(t, chatPath, body1, "Authorization", "Bearer "+keyLimited)
 	var res struct {
-		Usage struct{ TotalTokens int `json:"total_tokens"` } `json:"usage"`
+		Usage struct {
+			TotalTokens int `json:"total_tokens"`
+		} `json:"usage"`
 	}
 	if st != 200 || json.Unmarshal([]byte(body), &res) != nil || res.Usage.TotalTokens == 0 {
 		t.Fatalf("first request: %d %s", st, body)
