@@ -291,9 +291,9 @@ func (e *Edge) rebuildLocked() {
 	for _, o := range e.origins {
 		if o.updateServing(now) {
 			e.events.publish(Event{Kind: "return", Origin: o.name,
-				Message: o.name + " serves again: backoff over and a probe passed",
+				Message: o.name + " ejection over: backoff ended and a probe passed; it serves while its probe window is healthy",
 				Detail:  map[string]any{"ejected_at": o.ejectedAt, "until": o.ejectedUntil}})
-			e.log.Info("origin returns after ejection", "region", o.name)
+			e.log.Info("ejection over", "region", o.name, "healthy", o.status.Healthy)
 		}
 		e.metrics.serving.WithLabelValues(o.name).Set(b2f(o.serving))
 	}

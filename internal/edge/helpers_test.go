@@ -201,6 +201,12 @@ func (h *harness) do(t *testing.T, method, path string, body []byte) answer {
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
+	return h.doReader(t, method, path, rd)
+}
+
+// doReader sends rd as the body; a reader of unknown length is sent chunked.
+func (h *harness) doReader(t *testing.T, method, path string, rd io.Reader) answer {
+	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), method, h.srv.URL+path, rd)
 	if err != nil {
 		t.Fatal(err)
@@ -266,3 +272,5 @@ type (
 	probeTarget = probe.Target
 	probeResult = probe.Result
 )
+
+type probeCtx = context.Context

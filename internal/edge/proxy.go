@@ -70,24 +70,29 @@ func (rs *reqState) readBody(r *http.Request, limit int64) error {
 		rs.replayable = false
 		return nil
 	}
-	size := r.ContentLength
-	if size < 0 {
-		size = 512
+	var body []byte
+	if r.ContentLength >= 0 {
+		// The server already bounds the body to its Content-Length.
+		body = make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(r.Body, body); err != nil {
+			return err
+		}
+	} else {
+		var err error
+		if body, err = io.ReadAll(io.LimitReader(r.Body, limit+1)); err != nil {
+			return err
+		}
+		if int64(len(body)) > limit {
+			rs.replayable = false
+			r.Body = struct {
+				io.Reader
+				io.Closer
+			}{io.MultiReader(bytes.NewReader(body), r.Body), r.Body}
+			return nil
+		}
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, size+1))
-	n, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1))
-	if err != nil {
-		return err
-	}
-	if n > limit {
-		rs.replayable = false
-		r.Body = struct {
-			io.Reader
-			io.Closer
-		}{io.MultiReader(bytes.NewReader(buf.Bytes()), r.Body), r.Body}
-		return nil
-	}
-	rs.body = buf.Bytes()
+	n := int64(len(body))
+	rs.body = body
 	r.Body = http.NoBody
 	r.ContentLength = n
 	if n > 0 {

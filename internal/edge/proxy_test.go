@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -190,6 +191,28 @@ func TestRetryBeforeFirstByte(t *testing.T) {
 		}
 		if v := h.origin(t, "eastus2"); !v.Ejected || v.EjectReason != "connection" {
 			t.Errorf("refusing origin not ejected: %+v", v)
+		}
+	})
+
+	t.Run("chunked body replayed intact, or streamed once when too large", func(t *testing.T) {
+		a, b := newOrigin(t, "eastus2"), newOrigin(t, "centralus")
+		h := newHarness(t, testTopology(func(t *topology.Topology) {
+			t.Edge.MaxReplayBody = int64(len(body))
+		}, a, b), Options{})
+		a.set("503")
+		chunked := func(p []byte) io.Reader { return io.MultiReader(bytes.NewReader(p)) } // hides the length
+		got := h.doReader(t, "POST", "/v1/chat/completions", chunked(body))
+		if got.status != 200 || got.region != "centralus" || !bytes.Equal(b.lastBody(), body) {
+			t.Fatalf("chunked at the limit: %d from %s, body equal %v", got.status, got.region, bytes.Equal(b.lastBody(), body))
+		}
+		// eastus2 returns (backoff over, probe passes) and still answers 503.
+		h.clock.Advance(time.Second)
+		h.e.ProbeStep(t.Context())
+		longer := append(bytes.Clone(body), ' ')
+		hitsB := b.hits.Load()
+		got = h.doReader(t, "POST", "/v1/chat/completions", chunked(longer))
+		if got.status != 503 || got.region != "eastus2" || b.hits.Load() != hitsB || !bytes.Equal(a.lastBody(), longer) {
+			t.Fatalf("chunked over the limit: %d from %s, standby hits %d→%d: want the 503, no replay", got.status, got.region, hitsB, b.hits.Load())
 		}
 	})
 

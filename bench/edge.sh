@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# bench/edge.sh: the latency the edge adds, alone and in front of a gateway,
+# measured in one run side by side with HAProxy and nginx by the shared
+# anchors harness (fakeoai backend on 127.0.0.1:18080, loadgen, haproxy
+# :18081, nginx :18082).
+#
+# Targets added to the anchors run:
+#   edge    understudy edge whose single origin is fakeoai itself (the edge
+#           proxies any path; its probes use /v1/models because fakeoai has
+#           no /readyz)
+#   gw      understudy gateway with fakeoai as its one backend (reference)
+#   edgegw  understudy edge in front of that gateway (probes /readyz)
+#
+# Usage: bench/edge.sh [anchors NAME=URL ...] | tee results.txt
+# Environment: ANCHORS (dir of anchors.sh, default /work/shared/bench), and
+# the anchors knobs RATES, DURATION_S, ROUNDS, WARMUP_S.
+#
+# The gateway wants a client key of at least 16 characters, and anchors.sh
+# runs loadgen with its default key (sk-bench-0000). This script runs a copy
+# of the anchors directory whose only change is passing -key "$KEY" to
+# loadgen (fakeoai, haproxy and nginx ignore it). Ports 18090-18095 must be
+# free.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ANCHORS="${ANCHORS:-/work/shared/bench}"
+KEY="sk-bench-edge-0123456789"
+ADMIN="adm-bench-edge-0123456789"
+RUN="$(mktemp -d "${TMPDIR:-/tmp}/edgebench.XXXXXX")"
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$RUN"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+die() { echo "edge.sh: $*" >&2; exit 1; }
+[[ -x "$ANCHORS/anchors.sh" ]] || die "no anchors.sh in $ANCHORS"
+
+(cd "$ROOT" && go build -o "$RUN/understudy" ./cmd/understudy)
+
+# The anchors copy, with loadgen sending our key.
+cp -r "$ANCHORS" "$RUN/anchors"
+sed -i 's|"\$RUN/loadgen" -name|"$RUN/loadgen" -key "'"$KEY"'" -name|g' "$RUN/anchors/anchors.sh"
+[[ "$(grep -c -- "-key \"$KEY\"" "$RUN/anchors/anchors.sh")" == 2 ]] || die "could not patch anchors.sh for the key"
+
+common() { # name port
+  cat <<YAML
+version: 1
+name: $1
+data_dir: $RUN/data-$1
+keys:
+  - name: bench
+    key: $KEY
+admin:
+  token: $ADMIN
+deployments:
+  - name: gpt-4o-mini
+    version: "2024-07-18"
+gateway:
+  access_log: false
+edge:
+  listen: 127.0.0.1:$2
+YAML
+}
+
+# Edge alone: its origin is fakeoai.
+{ common bench-edge 18093
+  cat <<YAML
+regions:
+  - name: fake
+    listen: 127.0.0.1:18090
+    url: http://127.0.0.1:18080
+    backends:
+      gpt-4o-mini:
+        - kind: openai
+          url: http://127.0.0.1:18080
+probes:
+  path: /v1/models
+YAML
+} >"$RUN/edge.yaml"
+
+# Gateway with fakeoai as its backend, and an edge in front of it.
+{ common bench-edgegw 18095
+  cat <<YAML
+regions:
+  - name: local
+    listen: 127.0.0.1:18094
+    backends:
+      gpt-4o-mini:
+        - kind: openai
+          url: http://127.0.0.1:18080
+YAML
+} >"$RUN/edgegw.yaml"
+
+start() { # name args...
+  local name="$1"; shift
+  "$RUN/understudy" "$@" >"$RUN/$name.out" 2>"$RUN/$name.err" &
+  PIDS+=($!)
+  local i
+  for i in $(seq 1 100); do
+    if grep -q '^ready ' "$RUN/$name.out" 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  cat "$RUN/$name.err" >&2
+  die "$name did not print its ready line"
+}
+start edge edge -f "$RUN/edge.yaml" --log-level warn
+start gw gateway -f "$RUN/edgegw.yaml" --region local
+start edgegw edge -f "$RUN/edgegw.yaml" --log-level warn
+
+echo "# bench/edge.sh: understudy $("$RUN/understudy" version | awk '{print $2}'), edge=:18093 -> fakeoai, gw=:18094 -> fakeoai, edgegw=:18095 -> gw"
+echo "# other processes on the machine at start (top CPU):"
+ps -eo pcpu,comm --sort=-pcpu | sed -n '2,8p' | sed 's/^/#   /'
+"$RUN/anchors/anchors.sh" edge=http://127.0.0.1:18093 gw=http://127.0.0.1:18094 edgegw=http://127.0.0.1:18095 "$@"
