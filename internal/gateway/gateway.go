@@ -79,6 +79,7 @@ type Gateway struct {
 	closeOnce sync.Once
 	closeErr  error
 	wg        sync.WaitGroup
+	active    sync.WaitGroup // requests being served
 }
 
 type readinessCheck struct {
@@ -355,14 +356,21 @@ func (g *Gateway) shutdown(ctx context.Context) error {
 	defer cancel()
 	err := srv.Shutdown(dctx)
 	if err != nil {
-		// Out of time: end open streams with an error event, give them a
-		// moment to write it, then close what is left.
+		// Out of time: end open streams with an error event, give their
+		// handlers a moment to write it, then close what is left.
 		g.stopRequests(errShutdown)
-		fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		if srv.Shutdown(fctx) != nil {
-			srv.Close()
+		done := make(chan struct{})
+		go func() {
+			g.active.Wait()
+			close(done)
+		}()
+		t := time.NewTimer(time.Second)
+		select {
+		case <-done:
+		case <-t.C:
 		}
-		fcancel()
+		t.Stop()
+		srv.Close()
 		err = fmt.Errorf("gateway: drain: %w", err)
 	}
 	g.stopRequests(errShutdown)

@@ -86,6 +86,8 @@ func (ri *reqInfo) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	w.Header()["X-Understudy-Region"] = g.regionHdr
+	g.active.Add(1)
+	defer g.active.Done()
 	g.m.inflight.Inc()
 	ri := infoPool.Get().(*reqInfo)
 	*ri = reqInfo{ResponseWriter: w, r: r, start: start}
