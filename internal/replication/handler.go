@@ -104,7 +104,10 @@ func (h *Handler) ack(ctx context.Context) (Ack, error) {
 }
 
 func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
+	// A fence, rejoin or apply that started finishes even if the sender
+	// gives up waiting (a long rejoin rebuild must not be undone by the
+	// sender's request timeout); the sender's retry then finds it done.
+	ctx := context.WithoutCancel(r.Context())
 	b, err := DecodeBatch(http.MaxBytesReader(w, r.Body, h.maxBody))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {

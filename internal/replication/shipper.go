@@ -304,7 +304,7 @@ func (s *Shipper) step(ctx context.Context) (idle bool, err error) {
 	s.mu.Lock()
 	if m.Epoch != s.epoch {
 		// A new epoch (promotion): the peer state belongs to the old one.
-		s.epoch, s.peerKnown, s.superseded, s.acked, s.oldestAt = m.Epoch, false, false, 0, time.Time{}
+		s.epoch, s.peerKnown, s.superseded, s.acked, s.peerEpoch, s.oldestAt = m.Epoch, false, false, 0, 0, time.Time{}
 	}
 	s.localSeq = m.Position.Seq
 	known, refresh := s.peerKnown, s.refreshPeer
