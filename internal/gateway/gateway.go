@@ -357,7 +357,8 @@ func (g *Gateway) shutdown(ctx context.Context) error {
 	err := srv.Shutdown(dctx)
 	if err != nil {
 		// Out of time: end open streams with an error event, give their
-		// handlers a moment to write it, then close what is left.
+		// handlers a moment to write it and the server to finish their
+		// responses, then close what is left.
 		g.stopRequests(errShutdown)
 		done := make(chan struct{})
 		go func() {
@@ -370,7 +371,11 @@ func (g *Gateway) shutdown(ctx context.Context) error {
 		case <-t.C:
 		}
 		t.Stop()
-		srv.Close()
+		fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		if srv.Shutdown(fctx) != nil {
+			srv.Close()
+		}
+		fcancel()
 		err = fmt.Errorf("gateway: drain: %w", err)
 	}
 	g.stopRequests(errShutdown)

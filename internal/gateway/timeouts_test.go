@@ -81,19 +81,24 @@ func (bb *bubble) close() {
 // and how long that took on the bubble's clock.
 func (bb *bubble) post(body string) (*http.Response, string, time.Duration) {
 	bb.t.Helper()
+	resp, b, el, err := bb.send(body)
+	if err != nil {
+		bb.t.Fatal(err)
+	}
+	return resp, b, el
+}
+
+func (bb *bubble) send(body string) (*http.Response, string, time.Duration, error) {
 	start := time.Now()
 	req, _ := http.NewRequest(http.MethodPost, "http://gw.test:80"+chatPath, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+keyAlice)
 	resp, err := bb.client.Do(req)
 	if err != nil {
-		bb.t.Fatal(err)
+		return nil, "", 0, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		bb.t.Fatalf("read: %v", err)
-	}
-	return resp, string(b), time.Since(start)
+	return resp, string(b), time.Since(start), err
 }
 
 func (bb *bubble) status(name string) BackendStatus {
@@ -262,10 +267,15 @@ func TestStagedShutdown(t *testing.T) {
 		}
 
 		// A long stream is in flight when the shutdown starts.
-		streamDone := make(chan string)
+		type streamResult struct {
+			body string
+			end  time.Time
+			err  error
+		}
+		streamDone := make(chan streamResult, 1)
 		go func() {
-			_, body, _ := bb.post(chatBody("m", true))
-			streamDone <- body
+			_, body, _, err := bb.send(chatBody("m", true))
+			streamDone <- streamResult{body, time.Now(), err}
 		}()
 		synctest.Wait()
 
@@ -282,14 +292,20 @@ func TestStagedShutdown(t *testing.T) {
 		if resp, _, _ := bb.post(`{"model":"m","max_tokens":1,"messages":[{"role":"user","content":"hi"}]}`); resp.StatusCode != 200 {
 			t.Errorf("request in lame duck: %d", resp.StatusCode)
 		}
-		body := <-streamDone
+		sr := <-streamDone
 		err := <-closed
-		if el := time.Since(start); el != lameDuck+drain {
-			t.Errorf("Close took %s, want lame duck + drain = %s", el, lameDuck+drain)
+		// The stream ends exactly when the drain runs out; Close returns
+		// once the server has finished that response (net/http polls).
+		if el := sr.end.Sub(start); el != lameDuck+drain || sr.err != nil {
+			t.Errorf("stream ended %s after Close began (%v), want lame duck + drain = %s", el, sr.err, lameDuck+drain)
+		}
+		if el := time.Since(start); el < lameDuck+drain || el > lameDuck+drain+time.Second {
+			t.Errorf("Close took %s, want lame duck + drain = %s and at most 1s to close", el, lameDuck+drain)
 		}
 		if err == nil {
 			t.Error("Close reported a clean drain although a stream was cut")
 		}
+		body := sr.body
 		evs := sseEvents(body)
 		if len(evs) < 2 || apiErr(t, evs[len(evs)-1]).code() != "shutting_down" || strings.Contains(body, "[DONE]") {
 			t.Fatalf("stream at shutdown:\n%s", body)
