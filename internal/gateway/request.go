@@ -1,9 +1,11 @@
 package gateway
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"strconv"
+	"unicode/utf8"
 )
 
 // The gateway reads only what it needs of a request body: the model, the
@@ -176,7 +178,7 @@ func withModel(dst, body []byte, req *request, enc []byte) []byte {
 
 // keyName returns a member name; escaped names (rare) are decoded.
 func keyName(raw []byte, escaped bool) string {
-	if !escaped {
+	if !escaped && utf8.Valid(raw) {
 		return string(raw[1 : len(raw)-1])
 	}
 	var s string
@@ -192,16 +194,15 @@ func jsonString(v []byte) (string, bool) {
 		return "", false
 	}
 	inner := v[1 : len(v)-1]
-	for _, c := range inner {
-		if c == '\\' {
-			var s string
-			if json.Unmarshal(v, &s) != nil {
-				return "", false
-			}
-			return s, true
-		}
+	if bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
+		return string(inner), true
 	}
-	return string(inner), true
+	// Escapes or invalid UTF-8: decode exactly as encoding/json does.
+	var s string
+	if json.Unmarshal(v, &s) != nil {
+		return "", false
+	}
+	return s, true
 }
 
 // jsonInt returns a non-negative integer JSON number, or -1.
