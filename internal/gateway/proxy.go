@@ -456,11 +456,17 @@ func findUsage(data []byte) usage {
 	if len(v) == 0 || v[0] != '{' {
 		return usage{}
 	}
-	var u usage
-	if json.Unmarshal(v, &u) != nil {
-		return usage{}
-	}
-	u.known = true
+	u := usage{known: true}
+	eachMember(v, func(k string, raw []byte) {
+		switch k {
+		case "prompt_tokens":
+			u.Prompt = max(jsonInt(raw), 0)
+		case "completion_tokens":
+			u.Completion = max(jsonInt(raw), 0)
+		case "total_tokens":
+			u.Total = max(jsonInt(raw), 0)
+		}
+	})
 	return u
 }
 
@@ -470,38 +476,48 @@ func member(data []byte, name string) []byte {
 	if !bytes.Contains(data, []byte(`"`+name+`"`)) {
 		return nil
 	}
+	var out []byte
+	eachMember(data, func(k string, raw []byte) {
+		if out == nil && k == name {
+			out = raw
+		}
+	})
+	return out
+}
+
+// eachMember calls fn for each member of a JSON object, stopping silently
+// at the first syntax error.
+func eachMember(data []byte, fn func(key string, raw []byte)) {
 	s := scanner{data: data}
 	s.ws()
 	if s.i >= len(s.data) || s.data[s.i] != '{' {
-		return nil
+		return
 	}
 	s.i++
 	s.ws()
 	if s.i < len(s.data) && s.data[s.i] == '}' {
-		return nil
+		return
 	}
 	for {
 		s.ws()
 		ks, ke, esc, err := s.str()
 		if err != nil {
-			return nil
+			return
 		}
 		s.ws()
 		if s.i >= len(s.data) || s.data[s.i] != ':' {
-			return nil
+			return
 		}
 		s.i++
 		s.ws()
 		vs := s.i
 		if s.value() != nil {
-			return nil
+			return
 		}
-		if keyName(s.data[ks:ke], esc) == name {
-			return s.data[vs:s.i]
-		}
+		fn(keyName(s.data[ks:ke], esc), s.data[vs:s.i])
 		s.ws()
 		if s.i >= len(s.data) || s.data[s.i] != ',' {
-			return nil
+			return
 		}
 		s.i++
 	}
