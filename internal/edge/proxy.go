@@ -146,7 +146,10 @@ func (t attempts) RoundTrip(out *http.Request) (*http.Response, error) {
 			lastErr = errRequestTimeout
 			break
 		}
-		resp, reason, err := e.try(out, rs, o, min(e.cfg.attemptTimeout, remaining), remaining >= e.cfg.attemptTimeout)
+		// Only an attempt with somewhere else to go gives up early when its
+		// origin is ejected or turns unhealthy: the last one waits it out.
+		moveOn := rs.replayable && i < len(rs.order)-1
+		resp, reason, err := e.try(out, rs, o, min(e.cfg.attemptTimeout, remaining), remaining >= e.cfg.attemptTimeout, moveOn)
 		rs.attempts++
 		if cerr := out.Context().Err(); cerr != nil {
 			if resp != nil {
@@ -204,10 +207,15 @@ var (
 // reason the attempt failed and the error. full says the timeout is the
 // whole attempt timeout: only then does a timeout eject the origin (an
 // attempt cut short by the request's deadline says little about it).
-func (e *Edge) try(out *http.Request, rs *reqState, o *origin, timeout time.Duration, full bool) (*http.Response, string, error) {
+// moveOn lets the attempt give up as soon as o is ejected or turns
+// unhealthy, because another origin is left to try.
+func (e *Edge) try(out *http.Request, rs *reqState, o *origin, timeout time.Duration, full, moveOn bool) (*http.Response, string, error) {
 	actx, cancel := context.WithCancelCause(out.Context())
 	timer := time.AfterFunc(timeout, func() { cancel(errAttemptTimeout) })
-	stopDown := context.AfterFunc(o.down.Load().ctx, func() { cancel(errOriginDown) })
+	stopDown := func() bool { return true }
+	if moveOn {
+		stopDown = context.AfterFunc(o.down.Load().ctx, func() { cancel(errOriginDown) })
+	}
 
 	req := out.WithContext(actx)
 	u := *out.URL

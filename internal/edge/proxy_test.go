@@ -322,6 +322,32 @@ func TestAbandonWaitingOnEjection(t *testing.T) {
 	}
 }
 
+// TestLastOriginWaitsOnEjection: with nowhere else to go, an attempt keeps
+// waiting when its origin is ejected or fails its probes.
+func TestLastOriginWaitsOnEjection(t *testing.T) {
+	a := newOrigin(t, "eastus2")
+	h := newHarness(t, testTopology(nil, a), Options{})
+	a.set("hang")
+	a.arrived = make(chan string, 1)
+	done := make(chan answer, 1)
+	go func() { done <- h.chat(t) }()
+	<-a.arrived
+	h.e.eject(h.e.byName["eastus2"], "test")
+	a.setReady(503, "", 0)
+	h.e.ProbeStep(t.Context())
+	h.e.ProbeStep(t.Context())
+	select {
+	case got := <-done:
+		t.Fatalf("the only attempt gave up: %d %s", got.status, got.body)
+	default:
+	}
+	a.set("ok")
+	a.release <- struct{}{} // let the waiting request answer
+	if got := <-done; got.status != 200 || got.region != "eastus2" {
+		t.Fatalf("got %d from %s", got.status, got.region)
+	}
+}
+
 func TestStreamBreakEndsWithErrorEvent(t *testing.T) {
 	a, b := newOrigin(t, "eastus2"), newOrigin(t, "centralus")
 	h := newHarness(t, testTopology(nil, a, b), Options{})
