@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# bench/gateway.sh: the latency the regional gateway adds, measured in one
+# run side by side with HAProxy and nginx by the shared anchors harness
+# (../shared/bench: fakeoai backend on 127.0.0.1:18080, open-loop loadgen,
+# haproxy :18081, nginx :18082).
+#
+# The gateway under test ("gw") serves deployment gpt-4o-mini with one
+# `openai` backend, fakeoai at http://127.0.0.1:18080 (started by
+# anchors.sh; the gateway does not need it at boot), access log off,
+# listening on a free loopback port (topology listen 127.0.0.1:0; the URL
+# comes from its ready line).
+#
+# Usage: bench/gateway.sh [more anchors NAME=URL targets] | tee results.txt
+# Environment: the anchors knobs RATES ("500 1000"), DURATION_S (10),
+# ROUNDS (3), WARMUP_S (1); ANCHORS (default: <repo>/../shared/bench).
+#
+# Client keys must be at least 16 characters (topology validation) and
+# anchors.sh runs loadgen with its default key sk-bench-0000, so this script
+# runs a temporary copy of the anchors directory whose only change is
+# passing -key "$KEY" to loadgen (fakeoai, haproxy and nginx ignore it).
+set -euo pipefail
+
+ROOT="$(git -C "$(dirname "${BASH_SOURCE[0]}")" rev-parse --show-toplevel)"
+ANCHORS="${ANCHORS:-$ROOT/../shared/bench}"
+KEY="sk-bench-0000-0000-0000"
+ADMIN="adm-bench-gateway-0123456789"
+RUN="$(mktemp -d "${TMPDIR:-/tmp}/gwbench.XXXXXX")"
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$RUN"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+die() { echo "gateway.sh: $*" >&2; exit 1; }
+[[ -x "$ANCHORS/anchors.sh" ]] || die "no anchors.sh in $ANCHORS"
+
+(cd "$ROOT" && go build -o "$RUN/understudy" ./cmd/understudy)
+
+cp -r "$ANCHORS" "$RUN/anchors"
+sed -i 's|"\$RUN/loadgen" -name|"$RUN/loadgen" -key "'"$KEY"'" -name|g' "$RUN/anchors/anchors.sh"
+[[ "$(grep -c -- "-key \"$KEY\"" "$RUN/anchors/anchors.sh")" == 2 ]] || die "could not patch anchors.sh for the key"
+
+cat >"$RUN/topology.yaml" <<YAML
+version: 1
+name: bench-gateway
+data_dir: $RUN/data
+keys:
+  - name: bench
+    key: $KEY
+admin:
+  token: $ADMIN
+deployments:
+  - name: gpt-4o-mini
+    version: "2024-07-18"
+regions:
+  - name: bench
+    listen: 127.0.0.1:0
+    backends:
+      gpt-4o-mini:
+        - kind: openai
+          url: http://127.0.0.1:18080
+gateway:
+  access_log: false
+YAML
+
+"$RUN/understudy" gateway -f "$RUN/topology.yaml" --region bench >"$RUN/gw.out" 2>"$RUN/gw.err" &
+PIDS+=($!)
+URL=""
+for _ in $(seq 1 100); do
+  URL="$(sed -n 's/^ready component=gateway .*url=\(http:[^ ]*\).*/\1/p' "$RUN/gw.out" 2>/dev/null)"
+  [[ -n "$URL" ]] && break
+  sleep 0.1
+done
+[[ -n "$URL" ]] || { cat "$RUN/gw.err" >&2; die "gateway did not print its ready line"; }
+
+echo "# bench/gateway.sh: understudy $("$RUN/understudy" version | awk '{print $2}'), gw=$URL -> fakeoai 127.0.0.1:18080"
+echo "# $(uptime)"
+echo "# other processes on the machine at start (top CPU):"
+ps -eo pcpu,comm --sort=-pcpu | sed -n '2,8p' | sed 's/^/#   /'
+"$RUN/anchors/anchors.sh" gw="$URL" "$@"
