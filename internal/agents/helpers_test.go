@@ -220,3 +220,5 @@ func deref(p *string) string {
 	}
 	return *p
 }
+
+func ioNopCloser(s string) io.ReadCloser { return io.NopCloser(strings.NewReader(s)) }

@@ -254,12 +254,17 @@ func checkToolChoice(raw json.RawMessage) (json.RawMessage, error) {
 
 // requestHash is the SHA-256 of the body's canonical JSON (object keys
 // sorted, no insignificant space), so a retry that re-encodes the same
-// request matches.
+// request matches. stream and stream_options are left out: a turn retried
+// as a stream (or not) is the same turn, and is replayed in the form asked.
 func requestHash(body []byte) string {
 	var v any
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	if err := dec.Decode(&v); err == nil {
+		if m, ok := v.(map[string]any); ok {
+			delete(m, "stream")
+			delete(m, "stream_options")
+		}
 		if canon, err := json.Marshal(v); err == nil {
 			body = canon
 		}
