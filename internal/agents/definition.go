@@ -29,6 +29,10 @@ type Definition struct {
 	Tools []Tool `json:"tools,omitempty" yaml:"tools"`
 	// Metadata: "version" is required; "owner" and others are free-form.
 	Metadata map[string]string `json:"metadata,omitempty" yaml:"metadata"`
+
+	// File is where the definition was read from (Parse's file); it is
+	// not part of the content or the hash.
+	File string `json:"-" yaml:"-"`
 }
 
 // Tool is a function tool in the Responses API shape.
@@ -81,6 +85,7 @@ func Parse(file string, data []byte) (*Definition, error) {
 	if err := dec.Decode(&d); err != nil {
 		return nil, &FileError{File: file, Reason: err.Error()}
 	}
+	d.File = file
 	// YAML decodes nested maps as map[string]any already; normalise numbers
 	// and nested values through JSON so hashes match the JSON form.
 	for i := range d.Tools {
