@@ -215,11 +215,11 @@ func (s *sseStream) readEvent() (ev []byte, done bool, err error) {
 				partial = false
 				continue // comments or ids only: nothing to send
 			}
-			p := bytes.TrimSpace(s.payload)
-			if string(p) == "[DONE]" {
+			if string(bytes.TrimSpace(s.payload)) == "[DONE]" {
 				return nil, true, nil
 			}
-			if !s.inspect(p) {
+			// Validate what is sent, untrimmed: JSON has its own whitespace.
+			if !s.inspect(s.payload) {
 				return nil, false, errMalformed
 			}
 			s.chunks++
