@@ -142,6 +142,9 @@ func (t *turn) response(status string, res *modelResult, now time.Time) *respons
 
 func (s *Service) createResponse(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
+	// A turn (a stream above all) outlives the server's write timeout; the
+	// deployment's timeouts and the client's context bound it instead.
+	http.NewResponseController(w).SetWriteDeadline(time.Time{})
 	body, err := s.readBody(w, r)
 	if err != nil {
 		return err

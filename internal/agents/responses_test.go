@@ -593,3 +593,45 @@ func jsonResponse(status int, body string) *http.Response {
 	return &http.Response{StatusCode: status, Header: http.Header{"Content-Type": {"application/json"}},
 		Body: ioNopCloser(body)}
 }
+
+// TestRetryAcrossFailover: a turn acknowledged in one region is replayed,
+// not run again, by the other region holding its replicated events, both
+// as a standby and once promoted.
+func TestRetryAcrossFailover(t *testing.T) {
+	ctx := context.Background()
+	east := newEnv(t, true)
+	central := newEnv(t, false)
+	body := `{"model":"gpt-4.1-mini","input":"hello across regions"}`
+	code, first := east.do(t, "POST", "/v1/responses", body, "Idempotency-Key", "turn-7")
+	if code != http.StatusOK {
+		t.Fatalf("%d %s", code, first)
+	}
+	events, err := east.st.ReadEvents(ctx, 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := central.st.ApplyEvents(ctx, events); err != nil {
+		t.Fatal(err)
+	}
+	var want struct{ ID string }
+	json.Unmarshal(first, &want)
+	for _, step := range []string{"standby", "promoted"} {
+		if step == "promoted" {
+			if err := central.st.Promote(ctx, 2); err != nil {
+				t.Fatal(err)
+			}
+		}
+		code, again := central.do(t, "POST", "/v1/responses", body, "Idempotency-Key", "turn-7")
+		var got struct{ ID string }
+		json.Unmarshal(again, &got)
+		if code != http.StatusOK || got.ID != want.ID {
+			t.Errorf("%s: %d %s, want response %s", step, code, again, want.ID)
+		}
+	}
+	if n := len(central.sim.calls()); n != 0 {
+		t.Errorf("the retry ran the model %d times in the other region", n)
+	}
+	if len(central.acks) != 1 {
+		t.Errorf("promoted region acknowledged %d times before replaying, want 1", len(central.acks))
+	}
+}
