@@ -241,6 +241,9 @@ func callItem(id, callID, name, args string) apiItem {
 	return apiItem{Type: store.ItemFunctionCall, ID: id, Status: "completed", CallID: callID, Name: name, Arguments: args}
 }
 
+// cutShort reports whether a finish_reason left the answer incomplete.
+func cutShort(finish string) bool { return finish == "length" || finish == "content_filter" }
+
 // parseCompletion turns a non-streaming chat completion into output items.
 func parseCompletion(body []byte) (modelResult, error) {
 	var c chatCompletion
@@ -257,7 +260,11 @@ func parseCompletion(body []byte) (modelResult, error) {
 		refusal = *ch.Message.Refusal
 	}
 	if text != "" || refusal != "" || len(ch.Message.ToolCalls) == 0 {
-		res.output = append(res.output, messageItem(store.NewID(store.PrefixMessage), text, refusal))
+		m := messageItem(store.NewID(store.PrefixMessage), text, refusal)
+		if cutShort(res.finish) {
+			m.Status = "incomplete"
+		}
+		res.output = append(res.output, m)
 	}
 	for _, tc := range ch.Message.ToolCalls {
 		res.output = append(res.output, callItem(store.NewID(store.PrefixFunctionCall), tc.ID, tc.Function.Name, tc.Function.Arguments))

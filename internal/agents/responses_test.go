@@ -635,3 +635,24 @@ func TestRetryAcrossFailover(t *testing.T) {
 		t.Errorf("promoted region acknowledged %d times before replaying, want 1", len(central.acks))
 	}
 }
+
+func TestIncompleteAnswer(t *testing.T) {
+	e := newEnv(t, true)
+	ctx := context.Background()
+	p := responses.ResponseNewParams{Model: testDeployment, Input: textInput("Tell me everything."), MaxOutputTokens: openai.Int(3)}
+	plain, err := e.client.Responses.New(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := collect(t, e.client.Responses.NewStreaming(ctx, p))
+	last := evs[len(evs)-1]
+	for _, r := range []responses.Response{*plain, last.Response} {
+		if r.Status != "incomplete" || r.IncompleteDetails.Reason != "max_output_tokens" || r.Output[0].Status != "incomplete" ||
+			len(strings.Fields(r.OutputText())) != 3 {
+			t.Errorf("response %s", r.RawJSON())
+		}
+	}
+	if last.Type != "response.incomplete" {
+		t.Errorf("stream ended with %s", last.Type)
+	}
+}

@@ -161,7 +161,7 @@ func (s *Service) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("PUT /admin/agents", s.adapt(s.applyAgents))
 	mux.Handle("GET /admin/agents", s.adapt(s.adminListAgents))
-	return mux
+	return http.NewCrossOriginProtection().Handler(mux)
 }
 
 // writeEpoch is the epoch for the next write: Options.Epoch, or the

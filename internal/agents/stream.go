@@ -288,6 +288,9 @@ func (o *outputStream) translate(body io.Reader) (modelResult, error) {
 	if len(o.items) == 0 {
 		o.text(store.NewID(store.PrefixMessage), "") // an empty answer is an empty message, as unstreamed
 	}
+	if cutShort(res.finish) && o.open >= 0 && o.items[o.open].Type == store.ItemMessage {
+		o.items[o.open].Status = "incomplete"
+	}
 	o.close()
 	res.output = o.items
 	return res, nil
