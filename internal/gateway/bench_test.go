@@ -34,13 +34,15 @@ func fixedBackend(tb testing.TB) string {
 	return srv.URL
 }
 
-func benchGateway(b *testing.B) *Gateway {
+func benchGateway(b *testing.B) *Gateway { return benchGatewayWith(b, nil) }
+
+func benchGatewayWith(b *testing.B, c *http.Client) *Gateway {
 	tp := topo(b, []string{"gpt-4o-mini"}, map[string][]topology.Backend{
 		"gpt-4o-mini": {openaiBackend("fake", fixedBackend(b), 1)},
 	}, func(tp *topology.Topology) {
 		tp.Keys = append(tp.Keys, topology.Key{Name: "bench", Key: topology.NewSecret("sk-bench-0000-0000-0000")})
 	})
-	g, err := New(tp, testRegion, Options{})
+	g, err := New(tp, testRegion, Options{HTTPClient: c})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -51,7 +53,13 @@ func benchGateway(b *testing.B) *Gateway {
 // through the gateway's handler (auth, limits, decode, pool, backend round
 // trip over loopback, answer), without the client-side HTTP server.
 func BenchmarkHandlerChat(b *testing.B) {
-	g := benchGateway(b)
+	b.Run("inline", func(b *testing.B) { benchHandler(b, benchGateway(b)) })
+	b.Run("std", func(b *testing.B) {
+		benchHandler(b, benchGatewayWith(b, &http.Client{Transport: newTransport(nil).std}))
+	})
+}
+
+func benchHandler(b *testing.B, g *Gateway) {
 	h := g.Handler()
 	rd := bytes.NewReader(benchBody)
 	req := httptest.NewRequest(http.MethodPost, chatPath, rd)

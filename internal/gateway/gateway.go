@@ -190,22 +190,17 @@ func New(t *topology.Topology, region string, opts Options) (*Gateway, error) {
 	return g, nil
 }
 
-// DefaultHTTPClient returns the client New uses to reach backends: many
-// keep-alive connections per host, no compression (bodies pass through
-// as they are), no redirects (credentials never follow one).
+// DefaultHTTPClient returns the client New uses to reach backends: plain
+// HTTP backends are served inline on pooled keep-alive connections, HTTPS
+// and proxied ones by a tuned http.Transport (HTTP/2, many idle
+// connections); no compression (bodies pass as they are), no redirects
+// (credentials never follow one).
 func DefaultHTTPClient() *http.Client {
-	tr := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ExpectContinueTimeout: time.Second,
-		DisableCompression:    true,
-	}
-	return &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return newHTTPClient((&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext)
+}
+
+func newHTTPClient(dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Client {
+	return &http.Client{Transport: newTransport(dial), CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
 func (b *backend) lastError() string { return b.st.lastErr }

@@ -33,6 +33,22 @@ const (
 	tTotal      = 7 * time.Second
 )
 
+// useStdTransport makes newBubble give the gateway a plain http.Transport,
+// the path HTTPS backends take.
+var useStdTransport bool
+
+// bothTransports runs f with the gateway's inline transport and with the
+// standard one.
+func bothTransports(t *testing.T, f func(t *testing.T)) {
+	for _, std := range []bool{false, true} {
+		t.Run(map[bool]string{false: "inline", true: "std"}[std], func(t *testing.T) {
+			useStdTransport = std
+			defer func() { useStdTransport = false }()
+			f(t)
+		})
+	}
+}
+
 // newBubble serves handlers (a, b, ...) as backends of deployment "m", in
 // that priority order, and the gateway on gw.test.
 func newBubble(t *testing.T, mutate func(*topology.Topology), handlers ...http.Handler) *bubble {
@@ -52,7 +68,12 @@ func newBubble(t *testing.T, mutate func(*topology.Topology), handlers ...http.H
 			mutate(tp)
 		}
 	})
-	bb.gwc = bb.net.Client()
+	// The gateway's own transport (inline HTTP/1.1 for http:// backends),
+	// or the standard one when a test asks for it.
+	bb.gwc = newHTTPClient(bb.net.Dial)
+	if useStdTransport {
+		bb.gwc = bb.net.Client()
+	}
 	g, err := New(tp, testRegion, Options{HTTPClient: bb.gwc})
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +139,9 @@ func newModelsim(model string) *modelsim.Server {
 // TestHeadersTimeoutMovesOn: a backend that sends no headers within
 // timeouts.headers is abandoned at exactly that moment and the next one
 // answers.
-func TestHeadersTimeoutMovesOn(t *testing.T) {
+func TestHeadersTimeoutMovesOn(t *testing.T) { bothTransports(t, testHeadersTimeout) }
+
+func testHeadersTimeout(t *testing.T) {
 	for _, stream := range []bool{false, true} {
 		name := "plain"
 		if stream {
@@ -171,7 +194,9 @@ func TestFirstTokenTimeoutMovesOn(t *testing.T) {
 // TestStallEndsWithErrorEvent: a stream that stalls after bytes reached the
 // client ends with an error event exactly one idle timeout after its last
 // chunk; a slow stream whose gaps stay under the idle timeout completes.
-func TestStallEndsWithErrorEvent(t *testing.T) {
+func TestStallEndsWithErrorEvent(t *testing.T) { bothTransports(t, testStall) }
+
+func testStall(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		a := newModelsim("gpt-4o-mini")
 		a.SetFaults(modelsim.Faults{StallAfter: 2})
@@ -208,7 +233,9 @@ func TestStallEndsWithErrorEvent(t *testing.T) {
 
 // TestTotalDeadline: attempts share one deadline; the attempt running when
 // it passes is abandoned then, and that backend is not blamed.
-func TestTotalDeadline(t *testing.T) {
+func TestTotalDeadline(t *testing.T) { bothTransports(t, testTotalDeadline) }
+
+func testTotalDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var sims []*modelsim.Server
 		var hs []http.Handler
