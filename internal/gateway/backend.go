@@ -1,10 +1,10 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -148,10 +148,13 @@ func (e *entraAuth) refreshAt() time.Time {
 
 // newRequest builds the request for one attempt at b.
 func (b *backend) newRequest(ctx context.Context, e endpoint, body []byte) (*http.Request, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "", nil)
 	if err != nil {
 		return nil, err
 	}
+	req.Body = &byteBody{b: body}
+	req.GetBody = func() (io.ReadCloser, error) { return &byteBody{b: body}, nil }
+	req.ContentLength = int64(len(body))
 	u := b.urls[e]
 	req.URL = u
 	req.Host = u.Host
@@ -166,6 +169,23 @@ func (b *backend) newRequest(ctx context.Context, e endpoint, body []byte) (*htt
 	}
 	return req, nil
 }
+
+// byteBody is a request body the inline transport writes without a copy.
+type byteBody struct {
+	b   []byte
+	off int
+}
+
+func (r *byteBody) Read(p []byte) (int, error) {
+	if r.off >= len(r.b) {
+		return 0, io.EOF
+	}
+	n := copy(p, r.b[r.off:])
+	r.off += n
+	return n, nil
+}
+
+func (r *byteBody) Close() error { return nil }
 
 var (
 	hdrAccept = []string{"application/json, text/event-stream"}

@@ -31,9 +31,10 @@ type Options struct {
 	// Registry receives the gateway's metrics and is served on /metrics.
 	// Default: a new registry with the Go and process collectors.
 	Registry *prometheus.Registry
-	// HTTPClient sends requests to backends. It must not follow redirects
-	// or set a Timeout (streams outlive any fixed timeout). Default: a
-	// client with a Transport tuned for many keep-alive connections.
+	// HTTPClient sends requests to backends; only its Transport is used
+	// (called directly: no redirects are followed, no client Timeout
+	// applies, since streams outlive any fixed timeout). Default:
+	// DefaultHTTPClient.
 	HTTPClient *http.Client
 	// TokenCredential authenticates azure-openai backends with auth entra.
 	// Default: azidentity.NewDefaultAzureCredential, created by New only
@@ -49,6 +50,7 @@ type Gateway struct {
 	log       *slog.Logger
 	now       func() time.Time
 	client    *http.Client
+	rt        http.RoundTripper // client's Transport, called directly
 	reg       *prometheus.Registry
 	m         *metrics
 	deps      map[string]*deployment
@@ -110,6 +112,10 @@ func New(t *topology.Topology, region string, opts Options) (*Gateway, error) {
 	}
 	if g.client == nil {
 		g.client = DefaultHTTPClient()
+	}
+	g.rt = g.client.Transport
+	if g.rt == nil {
+		g.rt = http.DefaultTransport
 	}
 	if g.reg == nil {
 		g.reg = prometheus.NewRegistry()

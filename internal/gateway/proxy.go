@@ -211,7 +211,7 @@ func (g *Gateway) attempt(ctx context.Context, c *call, d *deployment, t ticket)
 		acancel(nil)
 		return nil, g.transportFailure(ctx, d, t, nil, fmt.Errorf("authorize: %w", err))
 	}
-	resp, err := g.client.Do(req)
+	resp, err := g.rt.RoundTrip(req)
 	if err != nil {
 		wd.stop()
 		cause := context.Cause(actx)
@@ -457,8 +457,8 @@ func findUsage(data []byte) usage {
 		return usage{}
 	}
 	u := usage{known: true}
-	eachMember(v, func(k string, raw []byte) {
-		switch k {
+	eachMember(v, func(k, raw []byte) {
+		switch string(k) {
 		case "prompt_tokens":
 			u.Prompt = max(jsonInt(raw), 0)
 		case "completion_tokens":
@@ -477,8 +477,8 @@ func member(data []byte, name string) []byte {
 		return nil
 	}
 	var out []byte
-	eachMember(data, func(k string, raw []byte) {
-		if out == nil && k == name {
+	eachMember(data, func(k, raw []byte) {
+		if out == nil && string(k) == name {
 			out = raw
 		}
 	})
@@ -487,7 +487,7 @@ func member(data []byte, name string) []byte {
 
 // eachMember calls fn for each member of a JSON object, stopping silently
 // at the first syntax error.
-func eachMember(data []byte, fn func(key string, raw []byte)) {
+func eachMember(data []byte, fn func(key, raw []byte)) {
 	s := scanner{data: data}
 	s.ws()
 	if s.i >= len(s.data) || s.data[s.i] != '{' {
@@ -514,7 +514,7 @@ func eachMember(data []byte, fn func(key string, raw []byte)) {
 		if s.value() != nil {
 			return
 		}
-		fn(keyName(s.data[ks:ke], esc), s.data[vs:s.i])
+		fn(keyBytes(s.data[ks:ke], esc), s.data[vs:s.i])
 		s.ws()
 		if s.i >= len(s.data) || s.data[s.i] != ',' {
 			return

@@ -85,7 +85,7 @@ func parseRequest(body []byte, kind endpoint) (request, error) {
 		if err != nil {
 			return req, errBadJSON()
 		}
-		key := keyName(s.data[ks:ke], kesc)
+		key := keyBytes(s.data[ks:ke], kesc)
 		s.ws()
 		if s.i >= len(s.data) || s.data[s.i] != ':' {
 			return req, errBadJSON()
@@ -98,7 +98,7 @@ func parseRequest(body []byte, kind endpoint) (request, error) {
 		}
 		v := s.data[vs:s.i]
 		req.members++
-		switch key {
+		switch string(key) { // no allocation: the compiler compares in place
 		case "model":
 			if seenModel {
 				return req, errBadParam("model", "'model' is given more than once.")
@@ -176,16 +176,17 @@ func withModel(dst, body []byte, req *request, enc []byte) []byte {
 	return append(dst, body[req.open:]...)
 }
 
-// keyName returns a member name; escaped names (rare) are decoded.
-func keyName(raw []byte, escaped bool) string {
+// keyBytes returns a member name given its string token; escaped names
+// and invalid UTF-8 (rare) are decoded as encoding/json does.
+func keyBytes(raw []byte, escaped bool) []byte {
 	if !escaped && utf8.Valid(raw) {
-		return string(raw[1 : len(raw)-1])
+		return raw[1 : len(raw)-1]
 	}
 	var s string
 	if json.Unmarshal(raw, &s) != nil {
-		return ""
+		return nil
 	}
-	return s
+	return []byte(s)
 }
 
 // jsonString decodes a JSON string token.

@@ -166,7 +166,9 @@ func writeRequest(bw *bufio.Writer, req *http.Request) error {
 	}
 	n := req.ContentLength
 	var body []byte
-	if n < 0 || (n == 0 && req.Body != nil && req.Body != http.NoBody) {
+	if bb, ok := req.Body.(*byteBody); ok && bb.off == 0 && int64(len(bb.b)) == n {
+		body = bb.b
+	} else if n < 0 || (n == 0 && req.Body != nil && req.Body != http.NoBody) {
 		b, err := io.ReadAll(req.Body) // length unknown: read it first
 		if err != nil {
 			req.Body.Close()
