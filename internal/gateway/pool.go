@@ -205,8 +205,9 @@ const (
 )
 
 // report records an attempt's outcome. cooldown is the 429 cooldown (< 0
-// when the backend gave no hint); reason is a short error for the admin API.
-func (p *pool) report(t ticket, o outcome, cooldown time.Duration, reason string) {
+// when the backend gave no hint); reason is a short error for the admin
+// API. It returns the cooldown applied (jittered, capped) for a 429.
+func (p *pool) report(t ticket, o outcome, cooldown time.Duration, reason string) time.Duration {
 	b := t.b
 	p.mu.Lock()
 	now := p.now()
@@ -248,6 +249,7 @@ func (p *pool) report(t ticket, o outcome, cooldown time.Duration, reason string
 	if ev != nil {
 		ev(b)
 	}
+	return cooldown
 }
 
 // backoff is the ejection after n consecutive failures:

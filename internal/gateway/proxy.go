@@ -250,9 +250,9 @@ func (g *Gateway) attempt(ctx context.Context, c *call, d *deployment, t ticket)
 }
 
 // report tells the pool and the metrics how an attempt went.
-func (g *Gateway) report(d *deployment, t ticket, o outcome, r attemptResult, cooldown time.Duration, reason string) {
+func (g *Gateway) report(d *deployment, t ticket, o outcome, r attemptResult, cooldown time.Duration, reason string) time.Duration {
 	t.b.results[r].Inc()
-	d.pool.report(t, o, cooldown, reason)
+	return d.pool.report(t, o, cooldown, reason)
 }
 
 // transportFailure classifies an attempt that got no usable answer: the
@@ -281,13 +281,9 @@ func (g *Gateway) statusFailure(d *deployment, t ticket, resp *http.Response, da
 	reason := "HTTP " + strconv.Itoa(st)
 	switch {
 	case st == http.StatusTooManyRequests:
-		cd := cooldownHint(resp.Header, g.now())
-		g.report(d, t, outcomeRateLimited, resultRateLimited, cd, reason)
-		if cd < 0 {
-			cd = d.pool.cfg.cooldownDefault
-		}
+		cd := g.report(d, t, outcomeRateLimited, resultRateLimited, cooldownHint(resp.Header, g.now()), reason)
 		return &failure{next: nextBackend, err: &Error{Status: http.StatusTooManyRequests, Code: "rate_limit_exceeded",
-			RetryAfter: min(cd, d.pool.cfg.cooldownMax),
+			RetryAfter: cd,
 			Message:    "The model backends of this deployment are rate limited; retry after the indicated time."}}
 	case st == http.StatusRequestTimeout || st >= 500:
 		g.report(d, t, outcomeFailed, resultError, 0, reason)
