@@ -3,11 +3,13 @@ package gateway
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -535,5 +537,49 @@ func TestKeyLimits(t *testing.T) {
 	}
 	if got := metricValue(t, g, `understudy_gateway_key_rate_limited_total{limit="tpm"}`); got != "1" {
 		t.Errorf("tpm limited metric = %q", got)
+	}
+}
+
+// TestConcurrentTraffic: many clients at once, streams and not, while one
+// backend fails a third of its requests: every client gets a complete
+// answer (run with -race).
+func TestConcurrentTraffic(t *testing.T) {
+	g, a, b := twoBackends(t, nil)
+	a.SetFaults(modelsim.Faults{ErrorRate: 0.3, ErrorStatus: 503})
+	errs := make(chan error, 200)
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Go(func() {
+			for j := range 10 {
+				stream := (i+j)%2 == 0
+				req, _ := http.NewRequest(http.MethodPost, g.url+chatPath, strings.NewReader(chatBody("m", stream)))
+				req.Header.Set("Authorization", "Bearer "+keyAlice)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					errs <- err
+					continue
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				switch {
+				case err != nil:
+					errs <- err
+				case resp.StatusCode != 200:
+					errs <- fmt.Errorf("status %d: %s", resp.StatusCode, body)
+				case stream && !strings.HasSuffix(string(body), "data: [DONE]\n\n"):
+					errs <- fmt.Errorf("incomplete stream: %s", body)
+				case !stream && !strings.Contains(string(body), `"finish_reason":"stop"`):
+					errs <- fmt.Errorf("incomplete answer: %s", body)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if a.Requests()+b.Requests() < 200 {
+		t.Errorf("backends saw %d requests for 200", a.Requests()+b.Requests())
 	}
 }
