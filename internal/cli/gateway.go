@@ -7,7 +7,7 @@ import (
 	"log/slog"
 	"net"
 
-	"github.com/understudy/understudy/internal/gateway"
+	"github.com/understudy/understudy/internal/region"
 )
 
 func init() {
@@ -23,20 +23,20 @@ func init() {
 			if len(args) > 0 {
 				return usageErr("unexpected arguments %q", args)
 			}
-			region := fs.Lookup("region").Value.String()
-			if region == "" {
+			name := fs.Lookup("region").Value.String()
+			if name == "" {
 				return usageErr("--region is required")
 			}
 			t, err := loadTopology(env, fs)
 			if err != nil {
 				return err
 			}
-			r := t.Region(region)
+			r := t.Region(name)
 			if r == nil {
-				return usageErr("region %q is not in the topology (have %v)", region, t.RegionNames())
+				return usageErr("region %q is not in the topology (have %v)", name, t.RegionNames())
 			}
-			log := slog.New(slog.NewJSONHandler(env.Stderr, nil)).With("component", "gateway", "region", region)
-			g, err := gateway.New(t, region, gateway.Options{Logger: log})
+			log := slog.New(slog.NewJSONHandler(env.Stderr, nil)).With("component", "gateway", "region", name)
+			srv, err := region.New(t, name, region.Options{Logger: log})
 			if err != nil {
 				return err
 			}
@@ -44,8 +44,8 @@ func init() {
 			if err != nil {
 				return fmt.Errorf("listen %s: %w", r.Listen, err)
 			}
-			fmt.Fprintf(env.Stdout, "ready component=gateway region=%s url=http://%s\n", region, ln.Addr())
-			return g.Run(ctx, ln)
+			fmt.Fprintf(env.Stdout, "ready component=gateway region=%s url=http://%s\n", name, ln.Addr())
+			return srv.Run(ctx, ln)
 		},
 	})
 }
