@@ -100,6 +100,13 @@ func (r *Run) Int(key string) (int64, bool) {
 	return 0, false
 }
 
+// SetFaultAt sets when the RTO clock starts.
+func (r *Run) SetFaultAt(t time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.FaultAt = t
+}
+
 // Note records a detail of the current step (shown in the report).
 func (r *Run) Note(step, key string, v any) {
 	r.mu.Lock()
