@@ -113,6 +113,10 @@ start gw gateway -f "$RUN/edgegw.yaml" --region local
 start edgegw edge -f "$RUN/edgegw.yaml" --log-level warn
 
 echo "# bench/edge.sh: understudy $("$RUN/understudy" version | awk '{print $2}'), edge=:18093 -> fakeoai, gw=:18094 -> fakeoai, edgegw=:18095 -> gw"
-echo "# other processes on the machine at start (top CPU):"
-ps -eo pcpu,comm --sort=-pcpu | sed -n '2,8p' | sed 's/^/#   /'
+busy() { # what else is using the shared cores right now
+  echo "# $1: load average $(cut -d' ' -f1-3 /proc/loadavg); busiest processes (top, %CPU):"
+  top -b -n 1 -w 200 | sed -n '8,13p' | awk '{printf "#   %5s%% %s\n", $9, $12}'
+}
+busy "before"
 "$RUN/anchors/anchors.sh" edge=http://127.0.0.1:18093 gw=http://127.0.0.1:18094 edgegw=http://127.0.0.1:18095 "$@"
+busy "after"

@@ -12,7 +12,11 @@
 #
 # Usage: bench/gateway.sh [more anchors NAME=URL targets] | tee results.txt
 # Environment: the anchors knobs RATES ("500 1000"), DURATION_S (10),
-# ROUNDS (3), WARMUP_S (1); ANCHORS (default: <repo>/../shared/bench).
+# ROUNDS (3), WARMUP_S (1); ANCHORS (default: <repo>/../shared/bench);
+# GW_ENV, extra environment for the gateway process only (e.g.
+# "GOMAXPROCS=1 GOGC=200"); GW_VARIANTS, more gateway processes with their
+# own environment, run as extra targets gw2, gw3, ... (e.g.
+# GW_VARIANTS="GOMAXPROCS=1;GOGC=400").
 #
 # Client keys must be at least 16 characters (topology validation) and
 # anchors.sh runs loadgen with its default key sk-bench-0000, so this script
@@ -67,18 +71,33 @@ gateway:
   access_log: false
 YAML
 
-"$RUN/understudy" gateway -f "$RUN/topology.yaml" --region bench >"$RUN/gw.out" 2>"$RUN/gw.err" &
-PIDS+=($!)
-URL=""
-for _ in $(seq 1 100); do
-  URL="$(sed -n 's/^ready component=gateway .*url=\(http:[^ ]*\).*/\1/p' "$RUN/gw.out" 2>/dev/null)"
-  [[ -n "$URL" ]] && break
-  sleep 0.1
+start_gw() { # name env...
+  local name="$1"; shift
+  env "$@" "$RUN/understudy" gateway -f "$RUN/topology.yaml" --region bench >"$RUN/$name.out" 2>"$RUN/$name.err" &
+  PIDS+=($!)
+  local url=""
+  for _ in $(seq 1 100); do
+    url="$(sed -n 's/^ready component=gateway .*url=\(http:[^ ]*\).*/\1/p' "$RUN/$name.out" 2>/dev/null)"
+    [[ -n "$url" ]] && break
+    sleep 0.1
+  done
+  [[ -n "$url" ]] || { cat "$RUN/$name.err" >&2; die "gateway $name did not print its ready line"; }
+  TARGETS+=("$name=$url")
+  echo "# $name: $url ${*:-(default environment)}"
+}
+TARGETS=()
+read -r -a gwenv <<<"${GW_ENV:-}"
+echo "# bench/gateway.sh: understudy $("$RUN/understudy" version | awk '{print $2}'), gateways -> fakeoai 127.0.0.1:18080"
+start_gw gw "${gwenv[@]}"
+n=2
+IFS=';' read -r -a variants <<<"${GW_VARIANTS:-}"
+for v in "${variants[@]}"; do
+  read -r -a venv <<<"$v"
+  start_gw "gw$n" "${venv[@]}"
+  n=$((n + 1))
 done
-[[ -n "$URL" ]] || { cat "$RUN/gw.err" >&2; die "gateway did not print its ready line"; }
 
-echo "# bench/gateway.sh: understudy $("$RUN/understudy" version | awk '{print $2}'), gw=$URL -> fakeoai 127.0.0.1:18080"
 echo "# $(uptime)"
 echo "# other processes on the machine at start (top CPU):"
 ps -eo pcpu,comm --sort=-pcpu | sed -n '2,8p' | sed 's/^/#   /'
-"$RUN/anchors/anchors.sh" gw="$URL" "$@"
+"$RUN/anchors/anchors.sh" "${TARGETS[@]}" "$@"

@@ -60,14 +60,18 @@ func init() {
 		Short: "move the primary role to another region (planned and zero-loss when the primary answers)",
 		Usage: "-f topology.yaml [--to REGION] [--dry-run]",
 		Flags: moveFlags,
-		Run:   func(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error { return runMove(ctx, env, fs, args, "failover") },
+		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error {
+			return runMove(ctx, env, fs, args, "failover")
+		},
 	})
 	register(&Command{
 		Name:  "failback",
 		Short: "move the primary role back to the topology's primary region, zero-loss",
 		Usage: "-f topology.yaml [--dry-run]",
 		Flags: moveFlags,
-		Run:   func(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error { return runMove(ctx, env, fs, args, "failback") },
+		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error {
+			return runMove(ctx, env, fs, args, "failback")
+		},
 	})
 	register(&Command{
 		Name:  "approve",

@@ -35,7 +35,7 @@ type Options struct {
 // RegionView is the controller's latest view of one region.
 type RegionView struct {
 	Name      string    `json:"name"`
-	Up        bool      `json:"up"`   // not declared down
+	Up        bool      `json:"up"` // not declared down
 	LastOK    bool      `json:"last_ok"`
 	LastError string    `json:"last_error,omitempty"`
 	At        time.Time `json:"at"`

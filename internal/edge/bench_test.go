@@ -9,8 +9,14 @@ import (
 )
 
 // BenchmarkProxy measures one non-streaming chat completion through the
-// edge handler to a loopback origin (the origin's own cost included).
+// edge handler to a loopback origin (the origin's own cost included), with
+// the inline transport and with the standard one.
 func BenchmarkProxy(b *testing.B) {
+	b.Run("inline", func(b *testing.B) { benchProxy(b, nil) })
+	b.Run("std", func(b *testing.B) { benchProxy(b, &http.Transport{MaxIdleConnsPerHost: 256, DisableCompression: true}) })
+}
+
+func benchProxy(b *testing.B, tr http.RoundTripper) {
 	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "application/json")
@@ -18,7 +24,7 @@ func BenchmarkProxy(b *testing.B) {
 	}))
 	defer origin.Close()
 	f := &fakeOrigin{name: "o", srv: origin}
-	e, err := New(testTopology(nil, f), Options{Probe: func(ctx probeCtx, t probeTarget) probeResult {
+	e, err := New(testTopology(nil, f), Options{Transport: tr, Probe: func(ctx probeCtx, t probeTarget) probeResult {
 		return probeResult{OK: true, Status: 200}
 	}})
 	if err != nil {

@@ -28,8 +28,9 @@ type Options struct {
 	Now func() time.Time
 	// Probe replaces the HTTP probe (tests script results with it).
 	Probe probe.Func
-	// Transport carries attempts to the origins. Default: a keep-alive
-	// transport tuned for many concurrent requests to few hosts.
+	// Transport carries attempts to the origins. Default: an inline
+	// HTTP/1.1 client on pooled keep-alive connections for http:// origins
+	// (see transport.go), a tuned http.Transport for https:// ones.
 	Transport http.RoundTripper
 	// Listener replaces listening on edge.listen (tests).
 	Listener net.Listener
@@ -139,16 +140,17 @@ func New(t *topology.Topology, o Options) (*Edge, error) {
 	e.cfg.writeTimeout = longest + e.cfg.requestTimeout
 
 	if e.transport == nil {
-		e.transport = &http.Transport{
-			DialContext:         (&net.Dialer{Timeout: e.cfg.attemptTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		dial := (&net.Dialer{Timeout: e.cfg.attemptTimeout, KeepAlive: 30 * time.Second}).DialContext
+		e.transport = newInline(&http.Transport{
+			DialContext:         dial,
+			ForceAttemptHTTP2:   true,
 			MaxIdleConns:        1024,
 			MaxIdleConnsPerHost: 256,
 			IdleConnTimeout:     90 * time.Second,
+			TLSHandshakeTimeout: 10 * time.Second,
 			// Pass the client's Accept-Encoding through untouched.
 			DisableCompression: true,
-			ReadBufferSize:     32 << 10,
-			WriteBufferSize:    32 << 10,
-		}
+		}, dial)
 	}
 
 	var targets []probe.Target
