@@ -34,8 +34,8 @@ func init() {
 			if err := u.Start(ctx); err != nil {
 				return err
 			}
-			fmt.Fprintf(env.Stdout, "up: %d components running; logs in %s; Ctrl-C stops them\n",
-				len(u.Procs()), u.Topology.Path(u.Topology.DataDir)+"/logs")
+			fmt.Fprintf(env.Stdout, "up: %d components running; control=%s; logs in %s; Ctrl-C stops them\n",
+				len(u.Procs()), u.Control(), u.Topology.Path(u.Topology.DataDir)+"/logs")
 			u.Wait(ctx)
 			return u.Close(context.Background())
 		},

@@ -176,6 +176,28 @@ func (g *group) add(p *Proc) {
 	g.procs = append(g.procs, p)
 }
 
+func (g *group) get(name string) *Proc {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, p := range g.procs {
+		if p.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// replace puts p in the place of the process of the same name.
+func (g *group) replace(p *Proc) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for i := range g.procs {
+		if g.procs[i].Name == p.Name {
+			g.procs[i] = p
+		}
+	}
+}
+
 func (g *group) list() []*Proc {
 	g.mu.Lock()
 	defer g.mu.Unlock()

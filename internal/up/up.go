@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -46,8 +47,11 @@ type Up struct {
 	// TopologyPath is where the resolved topology was written.
 	TopologyPath string
 
-	lock  *os.File
-	procs group
+	lock       *os.File
+	procs      group
+	control    string // the control API's URL
+	controlSrv *http.Server
+	waitCtx    context.Context
 }
 
 // New prepares a run of the topology file at path; it starts nothing.
@@ -128,6 +132,9 @@ func (u *Up) Start(ctx context.Context) (err error) {
 			u.Close(context.Background())
 		}
 	}()
+	if err := u.serveControl(); err != nil {
+		return err
+	}
 	for _, s := range u.specs() {
 		logPath := filepath.Join(dataDir, "logs", safeName(s.Name)+".log")
 		p, err := start(ctx, u.opts.Binary, s, logPath, u.opts.ReadyTimeout)
@@ -203,21 +210,38 @@ func (u *Up) Procs() []*Proc { return u.procs.list() }
 
 // Wait reports each component that exits, until ctx is done.
 func (u *Up) Wait(ctx context.Context) {
+	u.procs.mu.Lock()
+	u.waitCtx = ctx
+	u.procs.mu.Unlock()
 	for _, p := range u.procs.list() {
-		go func() {
-			select {
-			case <-p.Done():
-				fmt.Fprintf(u.opts.Stdout, "exited component=%s region=%s status=%q log=%s\n", p.Kind, p.Region, exitErr(p.err), p.Log)
-				u.opts.Log.Warn("component exited", "component", p.Name, "status", exitErr(p.err))
-			case <-ctx.Done():
-			}
-		}()
+		u.watch(p)
 	}
 	<-ctx.Done()
 }
 
+// watch reports p's exit, unless Wait's context ends first.
+func (u *Up) watch(p *Proc) {
+	u.procs.mu.Lock()
+	ctx := u.waitCtx
+	u.procs.mu.Unlock()
+	if ctx == nil {
+		return // not waiting yet: Wait watches every process when it starts
+	}
+	go func() {
+		select {
+		case <-p.Done():
+			fmt.Fprintf(u.opts.Stdout, "exited component=%s region=%s status=%q log=%s\n", p.Kind, p.Region, exitErr(p.err), p.Log)
+			u.opts.Log.Warn("component exited", "component", p.Name, "status", exitErr(p.err))
+		case <-ctx.Done():
+		}
+	}()
+}
+
 // Close stops every component, the last started first.
 func (u *Up) Close(ctx context.Context) error {
+	if u.controlSrv != nil {
+		u.controlSrv.Close()
+	}
 	ps := u.procs.list()
 	for i := len(ps) - 1; i >= 0; i-- {
 		ps[i].stop(u.opts.Grace)
@@ -233,6 +257,7 @@ func (u *Up) Close(ctx context.Context) error {
 type State struct {
 	Topology   string           `json:"topology"`
 	Pid        int              `json:"pid"`
+	Control    string           `json:"control"` // the control API's URL (admin token)
 	Components []ComponentState `json:"components"`
 }
 
@@ -248,7 +273,7 @@ type ComponentState struct {
 }
 
 func (u *Up) writeState() error {
-	st := State{Topology: u.TopologyPath, Pid: os.Getpid()}
+	st := State{Topology: u.TopologyPath, Pid: os.Getpid(), Control: u.control}
 	for _, p := range u.procs.list() {
 		st.Components = append(st.Components, ComponentState{Name: p.Name, Kind: p.Kind, Region: p.Region,
 			Pid: p.Pid(), URL: p.URL, Log: p.Log, Args: p.Args})
@@ -288,3 +313,6 @@ func hostPort(raw string) string {
 }
 
 func safeName(s string) string { return strings.ReplaceAll(s, "/", "-") }
+
+// Control returns the URL of the control API (empty before Start).
+func (u *Up) Control() string { return u.control }
