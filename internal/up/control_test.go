@@ -10,12 +10,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/understudy/understudy/internal/topology"
 )
 
 func TestControlAPI(t *testing.T) {
 	bin, _ := child(t, "ready")
 	dir := t.TempDir()
 	u, _ := New(filepath.Join(dir, "t.yaml"), Options{Binary: bin, Stdout: io.Discard, ReadyTimeout: 10 * time.Second, Grace: 5 * time.Second})
+	u.Topology = &topology.Topology{DataDir: dir}
 	for _, s := range []Spec{{Name: "modelsim/eastus2/m", Kind: "modelsim", Region: "eastus2"}, {Name: "gateway/eastus2", Kind: "gateway", Region: "eastus2"}, {Name: "edge", Kind: "edge"}} {
 		p, err := start(context.Background(), bin, s, filepath.Join(dir, safeName(s.Name)+".log"), 10*time.Second)
 		if err != nil {
