@@ -46,6 +46,21 @@ func (u *Up) Signal(name string, sig syscall.Signal) error {
 	return p.Signal(sig)
 }
 
+// Kill sends SIGKILL to the named component and waits for it to exit.
+func (u *Up) Kill(ctx context.Context, name string) error {
+	p := u.procs.get(name)
+	if p == nil {
+		return fmt.Errorf("no component %q", name)
+	}
+	p.Signal(syscall.SIGKILL) // an error means it has exited already
+	select {
+	case <-p.Done():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // Restart starts the named component again with the same arguments, once
 // it has exited, and waits until it is ready. A running component is left
 // alone.
@@ -85,6 +100,8 @@ func (u *Up) Region(region string) []string {
 //	GET  /v1/components
 //	POST /v1/components/{name...}/kill|stop|cont|start
 //	POST /v1/regions/{region}/down   SIGKILL every component of the region
+//
+// kill and down answer once the processes have exited.
 //	POST /v1/regions/{region}/up     start the region's stopped components
 func (u *Up) ControlHandler(token string) http.Handler {
 	mux := http.NewServeMux()
@@ -102,7 +119,7 @@ func (u *Up) ControlHandler(token string) http.Handler {
 		var err error
 		switch action {
 		case "kill":
-			err = u.Signal(name, syscall.SIGKILL)
+			err = u.Kill(r.Context(), name)
 		case "stop":
 			err = u.Signal(name, syscall.SIGSTOP)
 		case "cont":
@@ -125,7 +142,7 @@ func (u *Up) ControlHandler(token string) http.Handler {
 		switch r.PathValue("action") {
 		case "down":
 			for _, n := range names {
-				if e := u.Signal(n, syscall.SIGKILL); e != nil && err == nil {
+				if e := u.Kill(r.Context(), n); e != nil && err == nil {
 					err = e
 				}
 			}

@@ -92,6 +92,15 @@ func startUp(t *testing.T, topo string, want int) (dir string, st upState) {
 	return dir, st
 }
 
+func readUpJSON(t *testing.T, st upState) []byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(filepath.Dir(st.Topology), "up.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
 // waitFor polls cond every 50ms until it holds or limit passes.
 func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
 	t.Helper()
