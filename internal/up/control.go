@@ -102,6 +102,7 @@ func (u *Up) Region(region string) []string {
 //	POST /v1/regions/{region}/down   SIGKILL every component of the region
 //
 // kill and down answer once the processes have exited.
+//
 //	POST /v1/regions/{region}/up     start the region's stopped components
 func (u *Up) ControlHandler(token string) http.Handler {
 	mux := http.NewServeMux()
