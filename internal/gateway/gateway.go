@@ -243,6 +243,7 @@ func (g *Gateway) routes() {
 	g.HandleAdmin("GET /admin/backends", g.adapt(g.serveAdminBackends))
 	g.HandleAdmin("POST /admin/drain", g.adapt(g.serveAdminDrain(true)))
 	g.HandleAdmin("DELETE /admin/drain", g.adapt(g.serveAdminDrain(false)))
+	g.mountInventory() // GET /admin/inventory (inventory.go)
 }
 
 // HandleClient registers h behind client-key authentication and the key's
