@@ -18,6 +18,7 @@ func init() {
 		Flags: func(fs *flag.FlagSet) {
 			fs.String("f", "topology.yaml", "topology file")
 			fs.String("region", "", "region to serve (required)")
+			fs.String("log-level", "info", "debug, info, warn or error (the access log is info)")
 		},
 		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error {
 			if len(args) > 0 {
