@@ -631,10 +631,10 @@ type Second struct {
 
 // Snapshot is the load's state for dashboards and progress lines.
 type Snapshot struct {
-	Started  time.Time `json:"started"`
-	Running  bool      `json:"running"`
-	Elapsed  float64   `json:"elapsed_s"`
-	Total    Counts    `json:"total"`
+	Started  time.Time         `json:"started"`
+	Running  bool              `json:"running"`
+	Elapsed  float64           `json:"elapsed_s"`
+	Total    Counts            `json:"total"`
 	ByKind   map[Kind]Counts   `json:"by_kind"`
 	ByRegion map[string]Counts `json:"by_region"`
 	// ErrorKinds counts errors by kind (timeout, http_503, ...).
