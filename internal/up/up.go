@@ -52,6 +52,7 @@ type Up struct {
 	control    string // the control API's URL
 	controlSrv *http.Server
 	waitCtx    context.Context
+	links      *linkSet // link proxies when links.enabled (links.go)
 }
 
 // New prepares a run of the topology file at path; it starts nothing.
@@ -135,7 +136,13 @@ func (u *Up) Start(ctx context.Context) (err error) {
 	if err := u.serveControl(); err != nil {
 		return err
 	}
-	for _, s := range u.specs() {
+	if err := u.startLinks(ctx, resolved); err != nil {
+		return err
+	}
+	for _, l := range u.Links() {
+		fmt.Fprintln(u.opts.Stdout, linkLine(l))
+	}
+	for _, s := range u.withLinks(u.specs()) {
 		logPath := filepath.Join(dataDir, "logs", safeName(s.Name)+".log")
 		p, err := start(ctx, u.opts.Binary, s, logPath, u.opts.ReadyTimeout)
 		if err != nil {
@@ -242,6 +249,7 @@ func (u *Up) Close(ctx context.Context) error {
 	if u.controlSrv != nil {
 		u.controlSrv.Close()
 	}
+	defer u.closeLinks()
 	ps := u.procs.list()
 	for i := len(ps) - 1; i >= 0; i-- {
 		ps[i].stop(u.opts.Grace)
@@ -259,6 +267,10 @@ type State struct {
 	Pid        int              `json:"pid"`
 	Control    string           `json:"control"` // the control API's URL (admin token)
 	Components []ComponentState `json:"components"`
+
+	// Links are the link proxies (links.enabled); LinksAdmin their admin API.
+	Links      []LinkState `json:"links,omitempty"`
+	LinksAdmin string      `json:"links_admin,omitempty"`
 }
 
 // ComponentState is one component in up.json.
@@ -273,7 +285,7 @@ type ComponentState struct {
 }
 
 func (u *Up) writeState() error {
-	st := State{Topology: u.TopologyPath, Pid: os.Getpid(), Control: u.control}
+	st := State{Topology: u.TopologyPath, Pid: os.Getpid(), Control: u.control, Links: u.Links(), LinksAdmin: u.LinksAdmin()}
 	for _, p := range u.procs.list() {
 		st.Components = append(st.Components, ComponentState{Name: p.Name, Kind: p.Kind, Region: p.Region,
 			Pid: p.Pid(), URL: p.URL, Log: p.Log, Args: p.Args})
