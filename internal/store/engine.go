@@ -25,6 +25,10 @@ type Dialect struct {
 	// every write transaction ("FOR UPDATE" on postgres; empty on sqlite,
 	// whose single writer connection already serialises writers).
 	LockMeta string
+	// MapError, when set, translates a driver error of a write
+	// transaction into a store error (postgres: a read-only transaction
+	// on a hot standby becomes ErrNotPrimary). Default none.
+	MapError func(error) error
 }
 
 // Guard is called just before a write transaction commits; if it returns an
@@ -241,7 +245,14 @@ func (e *Engine) Position(ctx context.Context) (Position, error) {
 
 // writeTx runs fn in a write transaction, calls the guard when guarded,
 // and commits. Changed reports whether to signal a commit.
-func (e *Engine) writeTx(ctx context.Context, guarded bool, fn func(tx *wtx, m *meta) (changed bool, err error)) error {
+func (e *Engine) writeTx(ctx context.Context, guarded bool, fn func(tx *wtx, m *meta) (changed bool, err error)) (err error) {
+	if e.d.MapError != nil {
+		defer func() {
+			if err != nil {
+				err = e.d.MapError(err)
+			}
+		}()
+	}
 	tx, err := e.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
