@@ -29,6 +29,11 @@ type Dialect struct {
 	// transaction into a store error (postgres: a read-only transaction
 	// on a hot standby becomes ErrNotPrimary). Default none.
 	MapError func(error) error
+	// CachesStatements says the driver prepares and caches statements
+	// per connection by itself (pgx does), so write transactions run
+	// their statements directly instead of preparing each one per
+	// transaction. Default false.
+	CachesStatements bool
 }
 
 // Guard is called just before a write transaction commits; if it returns an
@@ -150,10 +155,14 @@ type querier interface {
 // times. The statements close with the transaction.
 type wtx struct {
 	*sql.Tx
-	stmts map[string]*sql.Stmt
+	direct bool // the driver caches statements: do not prepare
+	stmts  map[string]*sql.Stmt
 }
 
 func (t *wtx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if t.direct {
+		return t.Tx.ExecContext(ctx, query, args...)
+	}
 	st, ok := t.stmts[query]
 	if !ok {
 		var err error
@@ -258,7 +267,7 @@ func (e *Engine) writeTx(ctx context.Context, guarded bool, fn func(tx *wtx, m *
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback()
-	w := &wtx{Tx: tx}
+	w := &wtx{Tx: tx, direct: e.d.CachesStatements}
 	m, err := e.readMeta(ctx, w, true)
 	if err != nil {
 		return err

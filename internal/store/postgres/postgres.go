@@ -52,10 +52,11 @@ type Store struct {
 // dialect is postgres's: $n parameters, the meta row locked FOR UPDATE at
 // the start of every write transaction, read-only errors as ErrNotPrimary.
 var dialect = store.Dialect{
-	Name:           "postgres",
-	NumberedParams: true,
-	LockMeta:       "FOR UPDATE",
-	MapError:       mapError,
+	Name:             "postgres",
+	NumberedParams:   true,
+	LockMeta:         "FOR UPDATE",
+	MapError:         mapError,
+	CachesStatements: true,
 }
 
 // Open connects to the database at dsn (a postgres:// URL or key=value
