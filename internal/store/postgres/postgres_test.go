@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -156,6 +157,64 @@ func TestPoolLimits(t *testing.T) {
 	}
 	if items, err := s.Items(t.Context(), c.ID); err != nil || len(items) != 16 {
 		t.Fatalf("items = %d, %v; want 16", len(items), err)
+	}
+}
+
+// The session settings the design relies on are the store's own, whatever
+// the database's defaults: a database set to SERIALIZABLE would make
+// writers waiting on the meta row fail instead of queueing.
+func TestSessionSettings(t *testing.T) {
+	srv := pgtest.Shared(t)
+	dsn := srv.NewDatabase(t)
+	admin, err := srv.Open("postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	db := dsn[strings.LastIndex(dsn, "/")+1 : strings.Index(dsn, "?")]
+	if _, err := admin.ExecContext(t.Context(), "ALTER DATABASE "+db+" SET default_transaction_isolation = 'serializable'"); err != nil {
+		t.Fatal(err)
+	}
+	s := openDSN(t, dsn, Options{MaxConns: 8})
+	for _, tc := range []struct {
+		pool    string
+		setting string
+		want    string
+	}{
+		{"write", "transaction_isolation", "read committed"},
+		{"write", "idle_in_transaction_session_timeout", "10s"},
+		{"write", "application_name", "understudy"},
+		{"read", "transaction_isolation", "repeatable read"},
+		{"read", "transaction_read_only", "on"},
+	} {
+		db := map[string]*sql.DB{"write": s.write, "read": s.read}[tc.pool]
+		var got string
+		if err := db.QueryRowContext(t.Context(), "SHOW "+tc.setting).Scan(&got); err != nil || got != tc.want {
+			t.Errorf("%s pool: %s = %q, %v; want %q", tc.pool, tc.setting, got, err, tc.want)
+		}
+	}
+	if err := s.Promote(t.Context(), 1); err != nil {
+		t.Fatal(err)
+	}
+	other := openDSN(t, dsn, Options{MaxConns: 8})
+	c := createConv(t, s)
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for i := range 16 {
+		wg.Go(func() {
+			_, err := []*Store{s, other}[i%2].Update(t.Context(), 1, func(tx *store.Tx) error {
+				_, err := tx.AppendItems(c.ID, []store.Item{msg("x")})
+				return err
+			})
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("concurrent append on a SERIALIZABLE-by-default database: %v", err)
+		}
 	}
 }
 
