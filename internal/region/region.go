@@ -18,9 +18,38 @@ import (
 	"github.com/understudy/understudy/internal/lease"
 	"github.com/understudy/understudy/internal/replication"
 	"github.com/understudy/understudy/internal/store"
+	"github.com/understudy/understudy/internal/store/postgres"
 	"github.com/understudy/understudy/internal/store/sqlite"
 	"github.com/understudy/understudy/internal/topology"
 )
+
+// Store is what a region needs of its store; the sqlite and postgres
+// drivers both provide it (they share store.Engine).
+type Store interface {
+	agents.Store
+	replication.Source
+	replication.Receiver
+	Promote(ctx context.Context, epoch int64) error
+	Quarantine(ctx context.Context) ([]store.QuarantinedEvent, error)
+	SetGuard(store.Guard)
+	Close() error
+}
+
+// openStore opens the region's store with the topology's driver.
+func openStore(t *topology.Topology, r *topology.Region, log *slog.Logger) (Store, error) {
+	switch r.Store.Driver {
+	case "postgres":
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return postgres.Open(ctx, r.Store.DSN.Value(), postgres.Options{MaxConns: r.Store.MaxConns, Log: log})
+	default:
+		path := t.Path(r.Store.Path)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return nil, err
+		}
+		return sqlite.Open(path, sqlite.Options{Log: log})
+	}
+}
 
 // Options tune a region server.
 type Options struct {
@@ -38,7 +67,7 @@ type Server struct {
 	every time.Duration
 	multi bool // more than one region: leases and replication apply
 
-	st      *sqlite.Store
+	st      Store
 	gw      *gateway.Gateway
 	svc     *agents.Service
 	grantor *lease.Grantor // vouches for the primary while this region is a standby
@@ -62,8 +91,8 @@ func New(t *topology.Topology, name string, opts Options) (*Server, error) {
 	if r == nil {
 		return nil, fmt.Errorf("region %q is not in the topology", name)
 	}
-	if r.Store.Driver != "sqlite" {
-		return nil, fmt.Errorf("region %s: store driver %q is not available in this build", name, r.Store.Driver)
+	if t.Replication.Transport == "engine" {
+		return nil, fmt.Errorf("region %s: replication.transport engine is not implemented yet; use journal", name)
 	}
 	log := opts.Logger
 	if log == nil {
@@ -72,11 +101,7 @@ func New(t *topology.Topology, name string, opts Options) (*Server, error) {
 	if opts.ReconcileEvery <= 0 {
 		opts.ReconcileEvery = 200 * time.Millisecond
 	}
-	path := t.Path(r.Store.Path)
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, err
-	}
-	st, err := sqlite.Open(path, sqlite.Options{Log: log})
+	st, err := openStore(t, r, log)
 	if err != nil {
 		return nil, err
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/openai/openai-go/v3/responses"
 
 	"github.com/understudy/understudy/internal/modelsim"
+	"github.com/understudy/understudy/internal/testutil/pgtest"
 	"github.com/understudy/understudy/internal/topology"
 )
 
@@ -36,7 +37,7 @@ type world struct {
 	stop map[string]func()
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t *testing.T, driver string) *world {
 	t.Helper()
 	sim := httptest.NewServer(modelsim.New(modelsim.Config{Model: "gpt-4.1-mini", Version: "2025-04-14"}, nil).Handler())
 	t.Cleanup(sim.Close)
@@ -59,8 +60,13 @@ func newWorld(t *testing.T) *world {
 			t.Fatal(err)
 		}
 		w.lns[name] = ln
+		st := topology.Store{Path: filepath.Join(dir, name+".db")}
+		if driver == "postgres" {
+			// Independent databases, one per region (journal mode).
+			st = topology.Store{Driver: "postgres", DSN: topology.NewSecret(pgtest.Shared(t).NewDatabase(t))}
+		}
 		tp.Regions = append(tp.Regions, topology.Region{Name: name, Listen: ln.Addr().String(),
-			Store:    topology.Store{Path: filepath.Join(dir, name+".db")},
+			Store:    st,
 			Backends: map[string][]topology.Backend{"gpt-4.1-mini": {{Kind: "openai", URL: sim.URL}}}})
 	}
 	tp.Default()
@@ -189,7 +195,13 @@ func itemIDs(t *testing.T, c openai.Client, conv string) []string {
 // promoted with every acknowledged turn, the old primary back, fenced by
 // its lease, rejoined as a standby and caught up.
 func TestFailoverAndRejoin(t *testing.T) {
-	w := newWorld(t)
+	for _, driver := range []string{"sqlite", "postgres"} {
+		t.Run(driver, func(t *testing.T) { testFailoverAndRejoin(t, driver) })
+	}
+}
+
+func testFailoverAndRejoin(t *testing.T, driver string) {
+	w := newWorld(t, driver)
 	w.start("eastus2")
 	w.start("centralus")
 	dump = func() {
