@@ -147,7 +147,7 @@ type Report struct {
 }
 
 // Region returns the named region's report, or nil.
-func (r *Report) Region(name string) *RegionReport {
+func (r Report) Region(name string) *RegionReport {
 	for i := range r.Regions {
 		if r.Regions[i].Region == name {
 			return &r.Regions[i]
@@ -158,7 +158,7 @@ func (r *Report) Region(name string) *RegionReport {
 
 // Verdict is the named region's verdict; UNKNOWN for a region the report
 // does not cover.
-func (r *Report) Verdict(region string) Verdict {
+func (r Report) Verdict(region string) Verdict {
 	if rr := r.Region(region); rr != nil {
 		return rr.Verdict
 	}
@@ -167,7 +167,7 @@ func (r *Report) Verdict(region string) Verdict {
 
 // Worst is the worst verdict of any region: NOT_READY, then UNKNOWN, then
 // READY (READY for a report without regions).
-func (r *Report) Worst() Verdict {
+func (r Report) Worst() Verdict {
 	w := Ready
 	for _, rr := range r.Regions {
 		switch {
@@ -181,7 +181,7 @@ func (r *Report) Worst() Verdict {
 }
 
 // regions returns the names of the regions with verdict v.
-func (r *Report) regions(v Verdict) []string {
+func (r Report) regions(v Verdict) []string {
 	var out []string
 	for _, rr := range r.Regions {
 		if rr.Verdict == v {
@@ -210,10 +210,32 @@ func verdictOf(checks []CheckResult) (Verdict, []string) {
 			reasons = append(reasons, c.Check+": "+string(f.Kind)+" "+f.describe())
 		}
 	}
-	for _, c := range checks {
-		for _, u := range c.Unknown {
-			reasons = append(reasons, c.Check+": unknown: "+u)
-		}
+	for _, u := range groupUnknown(checks) {
+		reasons = append(reasons, strings.Join(u.checks, ", ")+": unknown: "+u.reason)
 	}
 	return v, reasons
+}
+
+// unknownGroup is one reason for unknown and the checks that give it (a
+// region that cannot be reached is one reason for every check).
+type unknownGroup struct {
+	reason string
+	checks []string
+}
+
+func groupUnknown(checks []CheckResult) []unknownGroup {
+	var out []unknownGroup
+	at := map[string]int{}
+	for _, c := range checks {
+		for _, u := range c.Unknown {
+			i, ok := at[u]
+			if !ok {
+				i = len(out)
+				at[u] = i
+				out = append(out, unknownGroup{reason: u})
+			}
+			out[i].checks = append(out[i].checks, c.Check)
+		}
+	}
+	return out
 }

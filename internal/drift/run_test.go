@@ -195,6 +195,25 @@ func TestWriteText(t *testing.T) {
 	}
 }
 
+// TestWriteTextUnreachable: a region that cannot be reached is one line
+// for all its checks, not one per check.
+func TestWriteTextUnreachable(t *testing.T) {
+	w := newWorld(t, nil)
+	w.fake[central].srv.Close()
+	var b bytes.Buffer
+	if err := WriteText(&b, w.check(t, Options{})); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	want := "  centralus deployment, model, sku_capacity, serving, quota, agents, config, replication: region unreachable: Get"
+	if !strings.Contains(out, want) || strings.Count(out, "connection refused") != 1 || !strings.Contains(out, "verdict: UNKNOWN: eastus2, centralus") {
+		t.Errorf("output:\n%s\nwant one line %q", out, want)
+	}
+	if got := w.check(t, Options{}).Region(central).Reasons; len(got) != 1 {
+		t.Errorf("reasons = %q, want one", got)
+	}
+}
+
 // TestReportJSON: the report round-trips through JSON (the --json output
 // and what the controller may store).
 func TestReportJSON(t *testing.T) {

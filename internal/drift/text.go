@@ -75,10 +75,8 @@ func WriteText(w io.Writer, r Report) error {
 	}
 	var unknown []string
 	for _, rr := range r.Regions {
-		for _, c := range rr.Checks {
-			for _, u := range c.Unknown {
-				unknown = append(unknown, fmt.Sprintf("  %s %s: %s", rr.Region, c.Check, u))
-			}
+		for _, u := range groupUnknown(rr.Checks) {
+			unknown = append(unknown, fmt.Sprintf("  %s %s: %s", rr.Region, strings.Join(u.checks, ", "), u.reason))
 		}
 	}
 	if len(unknown) > 0 {
