@@ -2,8 +2,10 @@ package postgres
 
 import (
 	"encoding/json"
+	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/understudy/understudy/internal/store"
 	"github.com/understudy/understudy/internal/testutil/pgtest"
@@ -66,4 +68,31 @@ func BenchmarkAppendItemContended(b *testing.B) {
 		wg.Wait()
 	}
 	b.ReportMetric(float64(b.N*writers)/b.Elapsed().Seconds(), "items/s")
+}
+
+// BenchmarkApplyBatch100 measures a journal-mode standby applying a batch
+// of 100 item events in one transaction (sqlite has the same benchmark).
+func BenchmarkApplyBatch100(b *testing.B) {
+	s := open(b)
+	ctx := b.Context()
+	at := time.Now()
+	seq := int64(1)
+	create := store.Event{Epoch: 1, Seq: seq, Kind: store.KindConversationCreate, At: at,
+		Payload: json.RawMessage(`{"id":"conv_bench","created_at":"2026-01-01T00:00:00Z","metadata":{}}`)}
+	if _, err := s.ApplyEvents(ctx, []store.Event{create}); err != nil {
+		b.Fatal(err)
+	}
+	batch := make([]store.Event, 100)
+	for b.Loop() {
+		for i := range batch {
+			seq++
+			batch[i] = store.Event{Epoch: 1, Seq: seq, Kind: store.KindItemAdd, At: at, Payload: json.RawMessage(fmt.Sprintf(
+				`{"conversation_id":"conv_bench","seq":%d,"id":"msg_%d","type":"message","role":"user","data":{"type":"message","role":"user","content":[{"type":"input_text","text":"hello"}]},"created_at":"2026-01-01T00:00:00Z"}`,
+				seq-1, seq))}
+		}
+		if _, err := s.ApplyEvents(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*len(batch))/b.Elapsed().Seconds(), "events/s")
 }
