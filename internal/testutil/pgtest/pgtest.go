@@ -120,6 +120,9 @@ type Server struct {
 	bin      string
 	user     *runAs
 	settings []string
+	// primary and slot are set on a standby: Close drops its slot.
+	primary *Server
+	slot    string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -377,11 +380,15 @@ func (s *Server) Kill() {
 	<-s.done
 }
 
-// Close stops the server and removes its folder.
+// Close stops the server and removes its folder. A standby also drops
+// its replication slot on its primary, if the primary runs.
 func (s *Server) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err := s.Stop(ctx)
+	if err == nil && s.primary != nil && s.primary.Pid() != 0 {
+		err = s.primary.dropSlot(ctx, s.slot)
+	}
 	return errors.Join(err, s.removeDir())
 }
 

@@ -82,6 +82,15 @@ func TestPrimaryAndStandby(t *testing.T) {
 	if err := pdb.QueryRowContext(ctx, "SELECT active FROM pg_replication_slots WHERE slot_name = 'standby_b'").Scan(&slotActive); err != nil || !slotActive {
 		t.Fatalf("replication slot standby_b active = %v, %v", slotActive, err)
 	}
+	// Closing the standby drops its slot, which would otherwise keep the
+	// primary's WAL forever.
+	if err := sb.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var slots int
+	if err := pdb.QueryRowContext(ctx, "SELECT count(*) FROM pg_replication_slots").Scan(&slots); err != nil || slots != 0 {
+		t.Fatalf("replication slots after the standby closed = %d, %v; want 0", slots, err)
+	}
 }
 
 func splitLines(s string) []string {

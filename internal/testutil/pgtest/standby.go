@@ -43,11 +43,43 @@ func (s *Server) NewStandby(ctx context.Context, name string, opts Options) (*Se
 		sb.removeDir()
 		return nil, fmt.Errorf("standby %s: %w", name, err)
 	}
+	sb.primary, sb.slot = s, name
 	if err := sb.Restart(ctx); err != nil {
 		sb.removeDir()
 		return nil, fmt.Errorf("standby %s: %w", name, err)
 	}
 	return sb, nil
+}
+
+// dropSlot drops replication slot name once no walsender uses it (the
+// one of a standby that just stopped exits a moment later). A slot that
+// does not exist is not an error.
+func (s *Server) dropSlot(ctx context.Context, name string) error {
+	db, err := s.Open("postgres")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var left int
+		_, err := db.ExecContext(ctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active", name)
+		if err == nil {
+			err = db.QueryRowContext(ctx, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1", name).Scan(&left)
+		}
+		if err != nil {
+			return fmt.Errorf("drop replication slot %s: %w", name, err)
+		}
+		if left == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("drop replication slot %s: still active: %w", name, ctx.Err())
+		case <-tick.C:
+		}
+	}
 }
 
 func joinClose(err error, f *os.File) error {
