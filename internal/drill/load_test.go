@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -75,11 +76,10 @@ func (f *fakeEdge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func TestLoadBoundedByCount(t *testing.T) {
-	fe := &fakeEdge{region: "eastus2", failTurns: 3, keys: map[string]int{}}
+	fe := &fakeEdge{region: "eastus2", keys: map[string]int{}}
 	srv := httptest.NewServer(fe)
 	defer srv.Close()
-	l, err := NewLoad(LoadConfig{EdgeURL: srv.URL, Key: "sk-test", ChatRate: 40, StreamRate: 40, AgentWorkers: 1,
-		AgentInterval: time.Millisecond, RetryBackoff: time.Millisecond, MaxRequests: 80})
+	l, err := NewLoad(LoadConfig{EdgeURL: srv.URL, Key: "sk-test", ChatRate: 100, StreamRate: 100, MaxRequests: 80})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,54 +89,66 @@ func TestLoadBoundedByCount(t *testing.T) {
 	<-l.Done()
 	l.Stop()
 	sn := l.Snapshot()
-	if sn.Total.Requests != 80 {
-		t.Fatalf("requests = %d, want exactly MaxRequests 80 (snapshot %+v)", sn.Total.Requests, sn)
+	if sn.Total.Requests != 80 || sn.Total.Errors != 0 {
+		t.Fatalf("requests = %d errors %d, want exactly MaxRequests 80 without errors (snapshot %+v)", sn.Total.Requests, sn.Total.Errors, sn)
 	}
-	if sn.Total.Errors != 3 || sn.ErrorKinds["http_503"] != 3 || sn.Retries != 3 {
-		t.Errorf("errors = %d %v retries %d, want the 3 failed turns as http_503", sn.Total.Errors, sn.ErrorKinds, sn.Retries)
-	}
-	for _, k := range Kinds {
-		if sn.ByKind[k].Requests == 0 {
-			t.Errorf("no %s requests: %+v", k, sn.ByKind)
-		}
-	}
-	if sn.ByRegion["eastus2"].Requests != 80 {
-		t.Errorf("by region %+v", sn.ByRegion)
-	}
-	// The first turn took four attempts under one Idempotency-Key.
-	var retried int
-	for _, n := range fe.keys {
-		if n == 4 {
-			retried++
-		} else if n != 1 {
-			t.Errorf("a key was sent %d times", n)
-		}
-	}
-	if retried != 1 {
-		t.Errorf("keys %v: want one key sent 4 times", fe.keys)
-	}
-	acks := l.Acks()
-	if len(acks) == 0 || acks[0].Attempts != 4 || len(acks[0].Items) != 1 || !strings.HasPrefix(acks[0].Items[0], "msg_") ||
-		!strings.HasPrefix(acks[0].Conversation, "conv_") || acks[0].Region != "eastus2" {
-		t.Fatalf("acks %+v", acks)
-	}
-	if sn.Acked != len(acks) || sn.AckedItems != len(acks) {
-		t.Errorf("snapshot acked %d items %d, acks %d", sn.Acked, sn.AckedItems, len(acks))
+	if sn.ByKind[KindChat].Requests == 0 || sn.ByKind[KindStream].Requests == 0 || sn.ByRegion["eastus2"].Requests != 80 {
+		t.Errorf("by kind %+v by region %+v", sn.ByKind, sn.ByRegion)
 	}
 	if sn.Running {
 		t.Error("snapshot says running after Stop")
 	}
-	var ttft int
+	var streams int
 	for _, s := range l.Samples() {
-		if s.Kind == KindStream && s.OK() {
-			if s.TTFT <= 0 || s.TTFT > s.Latency {
-				t.Errorf("stream sample TTFT %v latency %v", s.TTFT, s.Latency)
+		if s.Kind == KindStream {
+			if !s.OK() || s.TTFT <= 0 || s.TTFT > s.Latency {
+				t.Errorf("stream sample %+v", s)
 			}
-			ttft++
+			streams++
 		}
 	}
-	if ttft == 0 {
-		t.Error("no successful stream")
+	if streams == 0 {
+		t.Error("no stream")
+	}
+}
+
+// One worker is sequential, so its requests are exactly: create the
+// conversation, three failed attempts and one acknowledged attempt of the
+// first turn under one Idempotency-Key, then one request per turn.
+func TestLoadRetriesTurnsUnderOneKey(t *testing.T) {
+	fe := &fakeEdge{region: "eastus2", failTurns: 3, keys: map[string]int{}}
+	srv := httptest.NewServer(fe)
+	defer srv.Close()
+	l, err := NewLoad(LoadConfig{EdgeURL: srv.URL, Key: "sk-test", AgentWorkers: 1,
+		AgentInterval: time.Millisecond, RetryBackoff: time.Millisecond, MaxRequests: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	<-l.Done()
+	l.Stop()
+	sn := l.Snapshot()
+	if sn.Total.Requests != 10 || sn.Total.Errors != 3 || sn.ErrorKinds["http_503"] != 3 || sn.Retries != 3 || sn.Conversations != 1 {
+		t.Fatalf("snapshot %+v, want 10 requests, 3 http_503, 3 retries, 1 conversation", sn)
+	}
+	var sent []int
+	for _, n := range fe.keys {
+		sent = append(sent, n)
+	}
+	slices.Sort(sent)
+	if fmt.Sprint(sent) != "[1 1 1 1 1 4]" {
+		t.Errorf("attempts per Idempotency-Key %v, want one key 4 times and five once", sent)
+	}
+	acks := l.Acks()
+	if len(acks) != 6 || acks[0].Attempts != 4 || acks[1].Attempts != 1 || sn.Acked != 6 || sn.AckedItems != 6 {
+		t.Fatalf("acks %+v", acks)
+	}
+	for _, a := range acks {
+		if len(a.Items) != 1 || !strings.HasPrefix(a.Items[0], "msg_") || !strings.HasPrefix(a.Conversation, "conv_") || a.Region != "eastus2" {
+			t.Errorf("ack %+v", a)
+		}
 	}
 }
 

@@ -83,9 +83,9 @@ type Report struct {
 	} `json:"validation"`
 	// Phases are latency and errors before, during and after the fault.
 	Phases   []Phase       `json:"phases"`
-	Failover *Runbook          `json:"failover,omitempty"`
-	Failback *Runbook          `json:"failback,omitempty"`
-	Runs     []Runbook         `json:"runs,omitempty"`
+	Failover *Runbook      `json:"failover,omitempty"`
+	Failback *Runbook      `json:"failback,omitempty"`
+	Runs     []Runbook     `json:"runs,omitempty"`
 	Drift    []DriftResult `json:"drift,omitempty"`
 	Timeline []Event       `json:"timeline"`
 	// Series is requests and errors per second by region and kind.

@@ -31,7 +31,9 @@ type fault struct {
 	detail  []string // what was done, for the report
 }
 
-func (f *fault) notef(format string, a ...any) { f.detail = append(f.detail, fmt.Sprintf(format, a...)) }
+func (f *fault) notef(format string, a ...any) {
+	f.detail = append(f.detail, fmt.Sprintf(format, a...))
+}
 
 // Scenarios are the drills, by name.
 var Scenarios = map[string]*Scenario{

@@ -147,9 +147,9 @@ type ControllerStatus struct {
 	Primary       string                 `json:"primary"`
 	Epoch         int64                  `json:"epoch"`
 	Regions       map[string]*RegionView `json:"regions"`
-	Active        *Runbook                   `json:"active"`
-	Pending       *Runbook                   `json:"pending"`
-	Last          *Runbook                   `json:"last"`
+	Active        *Runbook               `json:"active"`
+	Pending       *Runbook               `json:"pending"`
+	Last          *Runbook               `json:"last"`
 	CooldownUntil time.Time              `json:"cooldown_until"`
 }
 
