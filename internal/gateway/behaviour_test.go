@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -273,6 +274,7 @@ func TestClientErrorsNotRetried(t *testing.T) {
 		wantB      int64
 	}{
 		{400, 400, 0},
+		{413, 413, 0},
 		{422, 422, 0},
 		{401, 200, 1},
 		{403, 200, 1},
@@ -581,5 +583,27 @@ func TestConcurrentTraffic(t *testing.T) {
 	}
 	if a.Requests()+b.Requests() < 200 {
 		t.Errorf("backends saw %d requests for 200", a.Requests()+b.Requests())
+	}
+}
+
+// TestRedirectIsBackendFault: a redirect from a backend is a misconfigured
+// URL: not followed (credentials never follow one), routed around.
+func TestRedirectIsBackendFault(t *testing.T) {
+	var hits atomic.Int32
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	t.Cleanup(evil.Close)
+	a := httptest.NewServer(http.RedirectHandler(evil.URL+"/steal", http.StatusTemporaryRedirect))
+	t.Cleanup(a.Close)
+	b := newSim(t, "m")
+	tp := topo(t, []string{"m"}, map[string][]topology.Backend{
+		"m": {{Name: "a", Kind: topology.KindOpenAI, URL: a.URL, APIKey: topology.NewSecret("secret-key"), Priority: 1}, openaiBackend("b", b.URL(), 2)},
+	}, nil)
+	g := startGateway(t, tp)
+	servedBy(t, g, "b")
+	if hits.Load() != 0 {
+		t.Error("the redirect was followed")
+	}
+	if st := backendStatus(t, g, "m", "a"); st.State != stateEjected || st.LastError != "HTTP 307" {
+		t.Errorf("a: %+v", st)
 	}
 }

@@ -285,7 +285,9 @@ func (g *Gateway) statusFailure(d *deployment, t ticket, resp *http.Response, da
 		return &failure{next: nextBackend, err: &Error{Status: http.StatusTooManyRequests, Code: "rate_limit_exceeded",
 			RetryAfter: cd,
 			Message:    "The model backends of this deployment are rate limited; retry after the indicated time."}}
-	case st == http.StatusRequestTimeout || st >= 500:
+	case st == http.StatusRequestTimeout || st >= 500 || st < 400:
+		// 5xx and 408, and 1xx/3xx that no model API sends (a redirect is
+		// a misconfigured URL, and credentials never follow one).
 		g.report(d, t, outcomeFailed, resultError, 0, reason)
 		e := &Error{Status: http.StatusBadGateway, Code: "upstream_error", Message: "The model backend failed to answer."}
 		if st == http.StatusGatewayTimeout || st == http.StatusRequestTimeout {

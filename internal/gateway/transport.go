@@ -128,6 +128,9 @@ func (t *transport) roundTrip(c *h1Conn, host string, req *http.Request) (resp *
 		return fail(err)
 	}
 	resp, err = http.ReadResponse(c.br, req)
+	for err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+		resp, err = http.ReadResponse(c.br, req) // skip informational answers
+	}
 	if err != nil {
 		if c.reused && ctx.Err() == nil && c.conn.read == read0 {
 			stop()
