@@ -3,7 +3,9 @@ package drift
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -129,6 +131,30 @@ func (c *Checker) Verdict(region string) Verdict {
 		return Unknown
 	}
 	return r.Verdict(region)
+}
+
+// ReadyCheck answers the controller's question before an automatic
+// failover (controller.Options.ReadyCheck) from the last report, without
+// checking again (a check can take its whole timeout while a region is
+// down): ok is false only when region is NOT_READY, with the reasons.
+// UNKNOWN, and no report yet, do not refuse a failover.
+func (c *Checker) ReadyCheck(ctx context.Context, region string) (ok bool, reason string) {
+	r, have := c.Last()
+	if !have {
+		return true, ""
+	}
+	rr := r.Region(region)
+	if rr == nil || rr.Verdict != NotReady {
+		return true, ""
+	}
+	reasons := rr.Reasons
+	const show = 3
+	more := ""
+	if len(reasons) > show {
+		more = fmt.Sprintf("; and %d more", len(reasons)-show)
+		reasons = reasons[:show]
+	}
+	return false, fmt.Sprintf("drift at %s: %s is NOT_READY: %s%s", r.At.Format(time.RFC3339), region, strings.Join(reasons, "; "), more)
 }
 
 // Describe implements prometheus.Collector.

@@ -294,6 +294,43 @@ func TestCheckerInterval(t *testing.T) {
 	})
 }
 
+// TestReadyCheck: the controller's hook refuses only NOT_READY regions,
+// from the last report.
+func TestReadyCheck(t *testing.T) {
+	w := newWorld(t, nil)
+	w.fake[central].set(func(f *fakeRegion) { f.backend(0).Reported.Version = "2024-01-01" })
+	w.fake[east].set(func(f *fakeRegion) { f.backend(0).Reported.Version = "" })
+	c := NewChecker(w.topo, time.Minute, Options{Agents: w.defs}, nil)
+	if ok, reason := c.ReadyCheck(t.Context(), central); !ok || reason != "" {
+		t.Errorf("before any report: %v %q", ok, reason)
+	}
+	if _, err := c.Step(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	ok, reason := c.ReadyCheck(t.Context(), central)
+	if ok || !strings.Contains(reason, "centralus is NOT_READY: model: NotEqual gpt-4.1-mini/centralus-b1 version: expected 2025-04-14, actual 2024-01-01") {
+		t.Errorf("NOT_READY standby: %v %q", ok, reason)
+	}
+	if ok, reason := c.ReadyCheck(t.Context(), east); !ok || reason != "" {
+		t.Errorf("UNKNOWN primary: %v %q", ok, reason)
+	}
+}
+
+// TestConfigDiffDetail: the config finding names the paths that differ.
+func TestConfigDiffDetail(t *testing.T) {
+	w := newWorld(t, nil)
+	w.topo.Deployments[0].Timeouts.Total = topology.Duration(time.Minute)
+	w.topo.Region(central).Backends[dep][0].Weight = 7
+	r := w.check(t, Options{Checks: []string{CheckConfig}})
+	want := []string{
+		`deployments[gpt-4.1-mini].timeouts.total: file "1m0s", region "2m0s"`,
+		`deployments[gpt-4.1-mini].backends[centralus-b1].weight: file 7, region 1`,
+	}
+	if len(r.Findings) != 2 || r.Findings[0].Detail != want[0] || r.Findings[1].Detail != want[1]+"; "+want[0] {
+		t.Errorf("details:\n%q\n%q\nwant %q", r.Findings[0].Detail, r.Findings[1].Detail, want)
+	}
+}
+
 func TestUseAddresses(t *testing.T) {
 	file := &topology.Topology{Regions: []topology.Region{
 		{Name: east, Listen: "127.0.0.1:0", URL: "http://127.0.0.1:0", Backends: map[string][]topology.Backend{dep: {
