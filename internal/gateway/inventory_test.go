@@ -340,3 +340,40 @@ func BenchmarkQuotaTap(b *testing.B) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// FuzzSplitModelVersion: a split always joins back to the id.
+func FuzzSplitModelVersion(f *testing.F) {
+	for _, s := range []string{"gpt-4.1-mini-2025-04-14", "gpt-35-turbo-0613", "o3", "", "-", "a-1234", "x-2025-13-99"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, id string) {
+		m, v := SplitModelVersion(id)
+		switch {
+		case v == "" && m != id:
+			t.Fatalf("SplitModelVersion(%q) = %q, %q: no version but the model changed", id, m, v)
+		case v != "" && (m+"-"+v != id || m == ""):
+			t.Fatalf("SplitModelVersion(%q) = %q, %q: does not join back", id, m, v)
+		}
+	})
+}
+
+// FuzzQuotaHeaders: any header values parse without panicking into
+// absent or non-negative numbers.
+func FuzzQuotaHeaders(f *testing.F) {
+	f.Add("600", "599", "1s", "100000", "99980", "6m0s")
+	f.Add("", "-1", "soon", "1e9", "NaN", "12.5")
+	f.Fuzz(func(t *testing.T, a, b, c, d, e, g string) {
+		var r quotaRec
+		h := http.Header{}
+		for i, v := range []string{a, b, c, d, e, g} {
+			h[quotaHeaders[i]] = []string{v}
+		}
+		r.record(time.Unix(1, 0), 200, h)
+		q := r.quota()
+		for _, p := range []*int64{q.LimitRequests, q.RemainingRequests, q.ResetRequestsMs, q.LimitTokens, q.RemainingTokens, q.ResetTokensMs} {
+			if p != nil && *p < 0 {
+				t.Fatalf("negative value %d from %q", *p, []string{a, b, c, d, e, g})
+			}
+		}
+	})
+}
