@@ -252,6 +252,9 @@ func (r *runner) exec(ctx context.Context) error {
 			return false
 		}
 		why = steady(st, r.sc.Failover)
+		if want := sys.Topology.Primary().Name; why == "" && st.Primary != want {
+			why = fmt.Sprintf("%s is the primary, not the topology's primary %s: run `understudy failback` first", st.Primary, want)
+		}
 		return why == ""
 	})
 	if !ok {
@@ -363,7 +366,17 @@ func (r *runner) exec(ctx context.Context) error {
 	if err := r.ensureRestored(ctx); err != nil {
 		return fmt.Errorf("restore %s: %w", r.sc.Name, err)
 	}
-	if r.sc.Failover && r.rep.Failover != nil && r.rep.Failover.Status == "completed" {
+	if !r.sc.Failover {
+		// A fault the scenario does not expect to cause a failover may
+		// still cause one (a 429 storm fails the primary's readiness):
+		// report it and fail back all the same.
+		if run := r.failoverSince(ctx, lastRun, injectAt); run != nil {
+			r.rep.Failover = run
+			r.rep.Notes = append(r.rep.Notes, fmt.Sprintf("the controller failed over %s -> %s (%s, %s) although this scenario does not require it",
+				run.From, run.To, run.Reason, run.Status))
+		}
+	}
+	if st, err := sys.Status(ctx); err == nil && st.Primary != primary || r.sc.Failover && r.rep.Failover != nil && r.rep.Failover.Status == "completed" {
 		if err := r.failback(ctx, primary); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -423,6 +436,22 @@ func (r *runner) waitFailover(ctx context.Context, lastRun string, injectAt time
 		return run.Finished()
 	})
 	return run, ok
+}
+
+// failoverSince returns the first failover run created after the fault, or nil.
+func (r *runner) failoverSince(ctx context.Context, lastRun string, injectAt time.Time) *Runbook {
+	runs, err := r.sys.Runs(ctx)
+	if err != nil {
+		return nil
+	}
+	var first *Runbook
+	for i := range runs {
+		run := &runs[i]
+		if run.Kind == "failover" && run.ID != lastRun && !run.Created.Before(injectAt) && (first == nil || run.Created.Before(first.Created)) {
+			first = run
+		}
+	}
+	return first
 }
 
 // failback waits for the old primary to rejoin as a caught-up standby,

@@ -239,6 +239,14 @@ func (r *Report) compute(events []Event, samples []Sample, acks []Ack, snap Snap
 		if !f.FaultAt.IsZero() && !f.FaultAt.Before(inj) && (m.ControllerProbeFailingMs == nil || f.FaultAt.Sub(inj) < time.Duration(*m.ControllerProbeFailingMs*float64(time.Millisecond))) {
 			m.ControllerProbeFailingMs = since(f.FaultAt) // the controller's own record is exact
 		}
+		// The run starts the moment the controller declares the region
+		// down: exact, where the watcher's polls are not.
+		if !f.Created.Before(inj) && (m.ControllerDeclaredDownMs == nil || f.Created.Sub(inj) < time.Duration(*m.ControllerDeclaredDownMs*float64(time.Millisecond))) && !f.Planned {
+			m.ControllerDeclaredDownMs = since(f.Created)
+			if m.DetectMs == nil || *m.ControllerDeclaredDownMs < *m.DetectMs {
+				m.DetectMs, m.DetectedBy = m.ControllerDeclaredDownMs, "controller: "+r.Primary+" declared down (runbook "+f.ID+" started)"
+			}
+		}
 		if v, ok := f.Data["rto_ms"].(float64); ok {
 			m.ControllerRTOMs = &v
 		}

@@ -88,7 +88,7 @@ func (w *watcher) Status() (ControllerStatus, bool) {
 
 // step polls once and emits what changed.
 func (w *watcher) step(ctx context.Context) {
-	pctx, cancel := context.WithTimeout(ctx, time.Second)
+	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	var (
 		st      ControllerStatus
