@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/understudy/understudy/internal/controller"
+	"github.com/understudy/understudy/internal/drift"
 	"github.com/understudy/understudy/internal/topology"
 )
 
@@ -33,10 +34,31 @@ func init() {
 				return err
 			}
 			log := slog.New(slog.NewJSONHandler(env.Stderr, nil)).With("component", "controller")
-			c, err := controller.New(t, controller.Options{Logger: log, TopologyPath: fs.Lookup("f").Value.String()})
+			// Drift checks every 30 s: the controller refuses an automatic
+			// failover to a NOT_READY region, and status shows the verdicts.
+			checker := drift.NewChecker(t, 30*time.Second, drift.Options{}, log.With("component", "drift"))
+			c, err := controller.New(t, controller.Options{
+				Logger: log, TopologyPath: fs.Lookup("f").Value.String(),
+				ReadyCheck: checker.ReadyCheck,
+				Drift: func() map[string]string {
+					r, ok := checker.Last()
+					if !ok {
+						return nil
+					}
+					v := map[string]string{}
+					for _, rr := range r.Regions {
+						v[rr.Region] = string(rr.Verdict)
+					}
+					return v
+				},
+			})
 			if err != nil {
 				return err
 			}
+			if err := checker.Start(ctx); err != nil {
+				return err
+			}
+			defer checker.Close(context.Background())
 			ln, err := net.Listen("tcp", t.Controller.Listen)
 			if err != nil {
 				return fmt.Errorf("listen %s: %w", t.Controller.Listen, err)
@@ -230,6 +252,15 @@ func runStatus(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) e
 			line += " (" + v.LastError + ")"
 		}
 		fmt.Fprintln(w, line)
+	}
+	if len(st.Drift) > 0 {
+		var vs []string
+		for _, n := range names {
+			if v, ok := st.Drift[n]; ok {
+				vs = append(vs, n+" "+v)
+			}
+		}
+		fmt.Fprintf(w, "  drift: %s\n", strings.Join(vs, ", "))
 	}
 	if !st.CooldownUntil.IsZero() {
 		fmt.Fprintf(w, "  no automatic failover before %s (cooldown)\n", st.CooldownUntil.Format(time.RFC3339))

@@ -27,6 +27,9 @@ type Options struct {
 	// the target region is ready (drift verdict); a false answer with its
 	// reason refuses the automatic failover.
 	ReadyCheck func(ctx context.Context, region string) (ok bool, reason string)
+	// Drift, when set, returns the latest drift verdict per region for
+	// status and the dashboard.
+	Drift func() map[string]string
 	// TopologyPath is the file the controller was started with, passed to
 	// a hot-cold region's gateway when the runbook starts it.
 	TopologyPath string
@@ -370,6 +373,9 @@ type Status struct {
 	Last          *Run                   `json:"last,omitempty"`
 	CooldownUntil time.Time              `json:"cooldown_until,omitzero"`
 	Lease         map[string]any         `json:"lease"`
+	// Drift is each region's last drift verdict (READY, NOT_READY,
+	// UNKNOWN), when the controller runs drift checks.
+	Drift map[string]string `json:"drift,omitempty"`
 }
 
 // Status reports the controller's view.
@@ -393,6 +399,9 @@ func (c *Controller) Status() Status {
 		if until := c.state.LastFailover.Add(c.t.Controller.Cooldown.D()); time.Now().Before(until) {
 			st.CooldownUntil = until
 		}
+	}
+	if c.opts.Drift != nil {
+		st.Drift = c.opts.Drift()
 	}
 	if c.grantor != nil {
 		p, e, stopped := c.grantor.State()
