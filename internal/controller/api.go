@@ -20,6 +20,7 @@ import (
 //	POST /v1/failback    {"dry_run": bool}
 //	POST /v1/approve     start the failover waiting for approval
 //	GET  /v1/runs, /v1/runs/{id}
+//	GET  /, /v1/dashboard/…  the dashboard (dashboard.go; its page and one-time login need no token)
 //
 // Everything but lease renewals needs the admin token, from loopback peers
 // unless admin.allow_remote.
@@ -54,6 +55,7 @@ func (c *Controller) Handler() http.Handler {
 		}
 		writeErr(w, http.StatusNotFound, "no run "+r.PathValue("id"))
 	}))
+	c.mountDashboard(mux)
 	return http.NewCrossOriginProtection().Handler(mux)
 }
 
