@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -450,7 +451,7 @@ func BenchmarkReplicationWriteLatency(b *testing.B) {
 //   - steady: a write load offered at 1,000 events/s (requests of 20
 //     items, one event each, from at most 8 concurrent clients: about what
 //     the primary's own fsync-per-commit write path sustains on a busy
-//     2-core machine); the primary's lag
+//     2-core machine; REPL_BENCH_RATE=N offers N instead); the primary's lag
 //     (events and seconds) sampled every 10 ms, and the rate the standby
 //     applied events at from the first write until it caught up;
 //   - catchup: a backlog written while the link is cut, then the rate the
@@ -464,7 +465,10 @@ func BenchmarkReplicationThroughput(b *testing.B) {
 	const perRequest = 20
 	for _, delay := range []time.Duration{0, 20 * time.Millisecond} {
 		b.Run(fmt.Sprintf("delay=%v/steady", delay), func(b *testing.B) {
-			const rate = 1000 // events/s offered
+			rate := 1000 // events/s offered
+			if v, err := strconv.Atoi(os.Getenv("REPL_BENCH_RATE")); err == nil && v > 0 {
+				rate = v
+			}
 			p := startReplPair(b, "async", delay, 0)
 			c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 			var convs []string
@@ -498,7 +502,7 @@ func BenchmarkReplicationThroughput(b *testing.B) {
 			}
 			var writers sync.WaitGroup
 			var failed atomic.Int64
-			interval := time.Second * perRequest / rate
+			interval := time.Second * perRequest / time.Duration(rate)
 			start := time.Now()
 			next := start
 			n := 0
