@@ -152,7 +152,11 @@ func driftOf(ctx context.Context, t *topology.Topology, region string) (drill.Dr
 	if out == "" {
 		out = "no findings"
 	}
-	return drill.DriftResult{Verdict: string(rr.Verdict), Output: out}, nil
+	res := drill.DriftResult{Verdict: string(rr.Verdict), Output: out}
+	for _, f := range r.Findings {
+		res.VersionDrift = res.VersionDrift || f.Region == region && f.Field == "version"
+	}
+	return res, nil
 }
 
 // startDrillDemo writes a topology into a temporary directory (path's

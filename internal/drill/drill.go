@@ -33,7 +33,10 @@ type DriftResult struct {
 	// Phase is when it ran: during (fault in place) or after (restored).
 	Phase  string `json:"phase"`
 	Region string `json:"region"`
-	Output string `json:"output,omitempty"`
+	// VersionDrift is whether drift found the model version differing in
+	// Region (what version-drift injects).
+	VersionDrift bool   `json:"version_drift"`
+	Output       string `json:"output,omitempty"`
 }
 
 // Options tune a drill.
@@ -534,11 +537,11 @@ func (r *runner) drift(ctx context.Context, phase, region string) DriftResult {
 		if got.Verdict != "" {
 			res.Verdict = got.Verdict
 		}
-		res.Output = got.Output
+		res.Output, res.VersionDrift = got.Output, got.VersionDrift
 	} else {
 		res.Output = "no drift check in this build"
 	}
-	r.emit(Event{Source: "drift", Kind: EvDrift, Region: region, Message: fmt.Sprintf("drift (%s the fault): %s is %s", phase, region, res.Verdict)})
+	r.emit(Event{Source: "drift", Kind: EvDrift, Region: region, Message: fmt.Sprintf("drift (%s the fault): %s is %s, version drift found: %v", phase, region, res.Verdict, res.VersionDrift)})
 	return res
 }
 

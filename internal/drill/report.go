@@ -371,10 +371,12 @@ func (r *Report) judge(acks []Ack) {
 		switch {
 		case d.Verdict == "UNKNOWN":
 			r.Notes = append(r.Notes, fmt.Sprintf("drift %s the fault: UNKNOWN (%s)", d.Phase, firstLine(d.Output)))
-		case d.Phase == "during" && d.Verdict != "NOT_READY":
-			r.fail("drift reported %s %s while its model servers report another model version", d.Region, d.Verdict)
+		case d.Phase == "during" && (d.Verdict != "NOT_READY" || !d.VersionDrift):
+			r.fail("drift reported %s %s (version drift found: %v) while its model servers report another model version", d.Region, d.Verdict, d.VersionDrift)
+		case d.Phase == "after" && d.VersionDrift:
+			r.fail("drift still finds a version drift in %s after the restore", d.Region)
 		case d.Phase == "after" && d.Verdict != "READY":
-			r.Notes = append(r.Notes, fmt.Sprintf("drift after the restore: %s is %s", d.Region, d.Verdict))
+			r.Notes = append(r.Notes, fmt.Sprintf("drift after the restore: %s is %s for other reasons: %s", d.Region, d.Verdict, firstLine(d.Output)))
 		}
 	}
 	if r.Failback != nil && r.Failback.Status == "completed" && r.Failback.To != r.Primary {
