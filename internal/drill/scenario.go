@@ -107,8 +107,7 @@ var Scenarios = map[string]*Scenario{
 			restore := func(ctx context.Context) error {
 				var errs []error
 				for n, d := range old {
-					_, err := f.sys.linkLatency(ctx, n, d)
-					errs = append(errs, err)
+					errs = append(errs, f.sys.setLinkLatency(ctx, n, d))
 				}
 				f.notef("latency restored on %d links", len(old))
 				return errors.Join(errs...)

@@ -275,8 +275,16 @@ func (s *System) linkLatency(ctx context.Context, name string, d time.Duration) 
 		return 0, err
 	}
 	old, _ := time.ParseDuration(st.Latency)
-	err := s.call(ctx, "PUT", l.Admin+"/latency", map[string]string{"latency": d.String()}, nil)
-	return old, err
+	return old, s.setLinkLatency(ctx, name, d)
+}
+
+// setLinkLatency sets a link proxy's latency.
+func (s *System) setLinkLatency(ctx context.Context, name string, d time.Duration) error {
+	l, ok := s.Link(name)
+	if !ok {
+		return fmt.Errorf("no link proxy %q", name)
+	}
+	return s.call(ctx, "PUT", l.Admin+"/latency", map[string]string{"latency": d.String()}, nil)
 }
 
 // setFaults replaces a model server's faults; nil clears them.
