@@ -220,6 +220,9 @@ const readyMarker = "database system is ready to accept"
 // is how New starts a fresh server, and how a test brings back one it
 // stopped or killed.
 func (s *Server) Restart(ctx context.Context) error {
+	if s.Pid() != 0 {
+		return fmt.Errorf("postgres on port %d is already running", s.Port)
+	}
 	var err error
 	for range 5 {
 		var port int
