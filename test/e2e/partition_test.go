@@ -582,8 +582,18 @@ func (r fenceRun) step(name string) (started, ended time.Time, detail map[string
 //     the new primary's items.
 func TestPartitionLeaseFencing(t *testing.T) {
 	const ttl = 2 * time.Second
-	for _, mode := range []string{"async", "sync"} {
-		t.Run(mode, func(t *testing.T) {
+	for _, tc := range []struct {
+		name, mode string
+		cut        []string // what the primary is cut off from
+	}{
+		{"async", "async", []string{"B", "W"}},
+		{"sync", "sync", []string{"B", "W"}},
+		// The primary still reaches the standby, which vouches for its
+		// lease until the controller tells it to stop.
+		{"async-standby-reachable", "async", []string{"W"}},
+	} {
+		mode := tc.mode
+		t.Run(tc.name, func(t *testing.T) {
 			r := startNetRegions(t, mode, false, ttl)
 			convs := createConversations(t, r.ca, r.east, 4)
 			waitFor(t, 10*time.Second, "the controller to see both regions and the conversations to replicate", func() bool {
@@ -611,9 +621,9 @@ func TestPartitionLeaseFencing(t *testing.T) {
 			})
 
 			cutStart := time.Now()
-			r.lab.isolate("A", "B", "W")
+			r.lab.isolate("A", tc.cut...)
 			cutDone := time.Now()
-			t.Logf("eastus2 isolated from centralus and the witness (cut took %v); its clients still reach it", cutDone.Sub(cutStart).Round(time.Millisecond))
+			t.Logf("eastus2 cut off from %v (took %v); its clients still reach it", tc.cut, cutDone.Sub(cutStart).Round(time.Millisecond))
 
 			var run fenceRun
 			waitFor(t, 30*time.Second, "the controller to fail over", func() bool {
@@ -631,9 +641,12 @@ func TestPartitionLeaseFencing(t *testing.T) {
 			}
 			promoteStart, promoteEnd, _ := run.step("promote")
 			_, _, fence := run.step("fence-old-primary")
-			leaseEnd := cutDone.Add(ttl)
-			if promoteStart.Before(leaseEnd) {
-				leaseEnd = promoteStart
+			// The controller promotes only once every lease it or the
+			// standby granted has ended; cut off from both, the primary
+			// renewed last before the cut.
+			leaseEnd := promoteStart
+			if bound := cutDone.Add(ttl); slices.Contains(tc.cut, "B") && bound.Before(leaseEnd) {
+				leaseEnd = bound
 			}
 			t.Logf("failover completed: fence %v, promotion %.0fms after the cut, controller RTO %vms",
 				fence, promoteStart.Sub(cutDone).Seconds()*1000, run.Data["rto_ms"])
@@ -650,7 +663,7 @@ func TestPartitionLeaseFencing(t *testing.T) {
 			}
 
 			healAt := time.Now()
-			r.lab.heal("A", "B", "W")
+			r.lab.heal("A", tc.cut...)
 			var east, central adminState
 			waitFor(t, 30*time.Second, "the old primary to rejoin as a caught-up standby of epoch 2", func() bool {
 				var err1, err2 error
@@ -735,33 +748,32 @@ func TestPartitionLeaseFencing(t *testing.T) {
 				if !w.acked() {
 					continue
 				}
-				p := oldPos[w.id]
-				if p == 0 {
-					t.Errorf("item %s acknowledged by the old primary is not in its own list before rejoining", w.id)
-					continue
-				}
-				ackedOld[pos{w.conv, p}] = w.id
 				q, isQ := inQuarantine[w.id]
+				var p int
 				switch {
 				case onNew[w.id] != 0 && isQ:
 					t.Errorf("item %s is both on the new primary and in quarantine", w.id)
+					continue
 				case onNew[w.id] != 0:
 					survived++
-					if onNew[w.id] != p {
-						t.Errorf("item %s at position %d on the old primary, %d on the new one", w.id, p, onNew[w.id])
-					}
+					p = onNew[w.id]
 				case isQ:
 					quarantined++
-					if q.Conv != w.conv || q.Seq != int64(p) || q.NewEpoch != 2 {
-						t.Errorf("quarantined item %s: %+v, acknowledged in %s at position %d", w.id, q, w.conv, p)
-					}
-					if onOldFinal[w.id] != 0 {
-						t.Errorf("quarantined item %s is still readable on the rejoined old primary", w.id)
+					p = int(q.Seq)
+					if q.Conv != w.conv || q.NewEpoch != 2 {
+						t.Errorf("quarantined item %s: %+v, acknowledged in %s", w.id, q, w.conv)
 					}
 				default:
 					t.Errorf("item %s acknowledged by the old primary at %s is neither on the new primary nor in quarantine: silently lost",
 						w.id, w.done.Format(time.StampMilli))
+					continue
 				}
+				// Before it rejoined (if it had not yet), the old primary
+				// held the item at the same position.
+				if v := oldPos[w.id]; v != 0 && v != p {
+					t.Errorf("item %s at position %d on the isolated old primary, %d after the failover", w.id, v, p)
+				}
+				ackedOld[pos{w.conv, p}] = w.id
 			}
 			for _, q := range qItems {
 				if onNew[q.ID] != 0 || onOldFinal[q.ID] != 0 {
@@ -817,4 +829,93 @@ func controllerStatusVia(c *http.Client, base string) (ctlStatus, error) {
 	var st ctlStatus
 	err := getJSONVia(c, base+"/v1/status", e2eAdmin, &st)
 	return st, err
+}
+
+// TestPartitionWitnessLost checks the other two consequences of the
+// fencing rule (two of three voters needed), in async mode so that only
+// the lease can stop a write: with the controller cut off from both
+// regions, the primary keeps acknowledging writes on the standby's
+// vouching, well past a lease TTL, and nothing is promoted; when the
+// regions are then cut apart too, the primary stops acknowledging within
+// one TTL rather than writing alone. Once the network is back, the same
+// primary, at the same epoch, writes again on the controller's lease.
+func TestPartitionWitnessLost(t *testing.T) {
+	const ttl = 2 * time.Second
+	r := startNetRegions(t, "async", false, ttl)
+	convs := createConversations(t, r.ca, r.east, 2)
+	var log writeLog
+	stop := make(chan struct{})
+	wait := writeItems(r.ca, r.east, "east", convs, 10*time.Millisecond, stop, &log)
+	defer func() {
+		close(stop)
+		wait()
+	}()
+	waitFor(t, 10*time.Second, "acknowledged writes", func() bool { return log.count(itemWrite.acked) >= 10 })
+
+	r.lab.isolate("W", "A", "B")
+	witnessCut := time.Now()
+	waitFor(t, 20*time.Second, "writes acknowledged two lease TTLs after the controller was cut off", func() bool {
+		return log.count(func(w itemWrite) bool { return w.acked() && w.sent.After(witnessCut.Add(2*ttl)) }) >= 4
+	})
+	st, err := r.state(r.ca, r.east)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Lease == nil || !st.Lease.Valid || st.Lease.From != "standby" {
+		t.Errorf("lease without the controller: %+v, want valid from the standby", st.Lease)
+	}
+	if n := log.count(func(w itemWrite) bool { return !w.acked() && w.sent.After(witnessCut) }); n > 0 {
+		t.Errorf("%d writes refused while only the controller was unreachable", n)
+	}
+
+	r.lab.isolate("A", "B")
+	regionsCut := time.Now()
+	waitFor(t, 10*time.Second, "writes refused once the regions are cut apart too", func() bool {
+		return log.count(func(w itemWrite) bool { return !w.acked() && w.sent.After(regionsCut.Add(ttl)) }) >= 4
+	})
+	var lastAck time.Time
+	for _, w := range log.all() {
+		if w.acked() && w.done.After(lastAck) {
+			lastAck = w.done
+		}
+		if w.acked() && !w.sent.Before(regionsCut.Add(ttl)) {
+			t.Errorf("item %s acknowledged %.0fms after the regions were cut apart, with no voter left", w.id, w.sent.Sub(regionsCut).Seconds()*1000)
+		}
+		if !w.acked() && w.sent.After(regionsCut) && w.status != 503 {
+			t.Errorf("write refused with %d %s (%v), want 503", w.status, w.code, w.err)
+		}
+	}
+	central, err := r.state(r.cb, r.central)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if central.Role != "standby" || central.Epoch != 1 {
+		t.Errorf("centralus is %s at epoch %d with no controller: nothing may promote it", central.Role, central.Epoch)
+	}
+
+	// The primary's side first, so the controller sees its primary again
+	// before it sees the standby (a standby seen alone would be a failover
+	// target).
+	r.lab.heal("A", "B")
+	r.lab.heal("W", "A")
+	waitFor(t, 20*time.Second, "the controller to see the primary again", func() bool {
+		s, err := controllerStatusVia(r.cw, r.controller)
+		return err == nil && s.Regions["eastus2"].Up
+	})
+	r.lab.heal("W", "B")
+	healed := time.Now()
+	waitFor(t, 20*time.Second, "writes acknowledged on the controller's lease", func() bool {
+		st, err := r.state(r.ca, r.east)
+		return err == nil && st.Lease != nil && st.Lease.Valid && st.Lease.From == "controller" &&
+			log.count(func(w itemWrite) bool { return w.acked() && w.sent.After(healed) }) >= 4
+	})
+	s, err := controllerStatusVia(r.cw, r.controller)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Primary != "eastus2" || s.Epoch != 1 || s.Last != nil {
+		t.Errorf("controller after the partition: primary %s epoch %d, last run %+v; want eastus2 at epoch 1 and no failover", s.Primary, s.Epoch, s.Last)
+	}
+	t.Logf("controller unreachable: writes acknowledged for %.1fs on the standby's vouching; regions cut apart too: last acknowledgement %.0fms after (TTL %v); no promotion",
+		regionsCut.Sub(witnessCut).Seconds(), lastAck.Sub(regionsCut).Seconds()*1000, ttl)
 }
