@@ -236,7 +236,7 @@ func dialIn(ctx context.Context, ns, network, addr string) (net.Conn, error) {
 			return
 		}
 		defer home.Close()
-		target, err := os.Open("/run/netns/" + ns)
+		target, err := os.Open("/var/run/netns/" + ns) // where iproute2 keeps them
 		if err != nil {
 			runtime.UnlockOSThread()
 			ch <- result{nil, err}
