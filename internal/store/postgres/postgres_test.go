@@ -442,7 +442,9 @@ func TestMapError(t *testing.T) {
 // A region on an engine standby: the store opens (the schema streamed from
 // the primary), serves reads, and refuses every write with ErrNotPrimary.
 func TestHotStandbyRefusesWrites(t *testing.T) {
-	srv := pgtest.Shared(t)
+	// A server of its own: a base backup of the shared one would copy
+	// every other test's database.
+	srv := pgtest.Start(t, pgtest.Options{})
 	dsn := srv.NewDatabase(t)
 	bare := srv.NewDatabase(t) // no store schema
 	p := openDSN(t, dsn, Options{})
