@@ -247,7 +247,8 @@ func (r *runner) exec(ctx context.Context) error {
 	// running, and (for failover scenarios) no cooldown in force.
 	var st ControllerStatus
 	var why string
-	ok := until(ctx, 30*time.Second, 250*time.Millisecond, func() bool {
+	// The controller refreshes its drift verdicts every 30s: wait longer.
+	ok := until(ctx, 45*time.Second, 250*time.Millisecond, func() bool {
 		var err error
 		st, err = sys.Status(ctx)
 		if err != nil {
@@ -411,6 +412,13 @@ func steady(st ControllerStatus, failover bool) string {
 		return fmt.Sprintf("primary %s is not up and writable", st.Primary)
 	case failover && time.Now().Before(st.CooldownUntil):
 		return fmt.Sprintf("the controller's failover cooldown lasts until %s", st.CooldownUntil.Format(time.TimeOnly))
+	}
+	if failover {
+		for name, v := range st.Drift {
+			if name != st.Primary && v == "NOT_READY" {
+				return fmt.Sprintf("the controller's last drift check says %s is NOT_READY, so it would refuse an automatic failover", name)
+			}
+		}
 	}
 	for name, v := range st.Regions {
 		if name == st.Primary {

@@ -399,7 +399,7 @@ func TestScenarioInjectFailureUndoes(t *testing.T) {
 // two steps and checks the events.
 func TestWatcher(t *testing.T) {
 	var mu sync.Mutex
-	status := `{"primary":"eastus2","epoch":1,"regions":{"eastus2":{"up":true,"last_ok":true,"readiness":{"role":"primary","epoch":1}},"centralus":{"up":true,"last_ok":true,"readiness":{"role":"standby","epoch":1}}}}`
+	status := `{"primary":"eastus2","epoch":1,"regions":{"eastus2":{"up":true,"last_ok":true,"readiness":{"role":"primary","epoch":1}},"centralus":{"up":true,"last_ok":true,"readiness":{"role":"standby","epoch":1}}},"drift":{"centralus":"NOT_READY"}}`
 	origins := `{"origins":[{"name":"eastus2","healthy":true,"priority":1},{"name":"centralus","healthy":true,"priority":2}]}`
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
@@ -421,7 +421,7 @@ func TestWatcher(t *testing.T) {
 		t.Fatalf("first step emitted %+v", events)
 	}
 	mu.Lock()
-	status = `{"primary":"centralus","epoch":2,"regions":{"eastus2":{"up":false,"last_ok":false,"last_error":"refused","readiness":{"role":"primary","epoch":1}},"centralus":{"up":true,"last_ok":true,"readiness":{"role":"primary","epoch":2}}},
+	status = `{"primary":"centralus","epoch":2,"regions":{"eastus2":{"up":false,"last_ok":false,"last_error":"refused","readiness":{"role":"primary","epoch":1}},"centralus":{"up":true,"last_ok":true,"readiness":{"role":"primary","epoch":2}}},"drift":{"centralus":"READY"},
 		"last":{"id":"f1","kind":"failover","from":"eastus2","to":"centralus","status":"running","steps":[{"name":"detect","status":"done"},{"name":"promote","status":"pending"}]}}`
 	origins = `{"origins":[{"name":"eastus2","healthy":false,"ejected":true,"priority":2},{"name":"centralus","healthy":true,"priority":1}]}`
 	mu.Unlock()
@@ -430,7 +430,7 @@ func TestWatcher(t *testing.T) {
 	for _, e := range events {
 		kinds = append(kinds, e.Kind+":"+e.Region)
 	}
-	want := []string{"primary:centralus", "probe_failing:eastus2", "declared_down:eastus2", "role:centralus", "run_started:centralus", "step:centralus",
+	want := []string{"primary:centralus", "probe_failing:eastus2", "declared_down:eastus2", "role:centralus", "drift:centralus", "run_started:centralus", "step:centralus",
 		"origin_unhealthy:eastus2", "origin_ejected:eastus2", "origin_priority:eastus2", "origin_priority:centralus"}
 	if !slices.Equal(kinds, want) {
 		t.Errorf("events\n%q\nwant\n%q", kinds, want)
@@ -493,5 +493,45 @@ func TestDiscover(t *testing.T) {
 func TestRunRefusesUnknownScenario(t *testing.T) {
 	if _, err := Run(t.Context(), fakeSys(t, &fakeSystem{}), Options{Scenario: "meteor"}); err == nil || !strings.Contains(err.Error(), "region-outage") {
 		t.Errorf("err %v", err)
+	}
+}
+
+func TestSteady(t *testing.T) {
+	healthy := func() ControllerStatus {
+		var st ControllerStatus
+		json.Unmarshal([]byte(`{"primary":"eastus2","epoch":1,"regions":{
+			"eastus2":{"up":true,"last_ok":true,"readiness":{"role":"primary","epoch":1,"writable":true,"replication":{"centralus":{"events":0}}}},
+			"centralus":{"up":true,"last_ok":true,"readiness":{"role":"standby","epoch":1}}}}`), &st)
+		return st
+	}
+	for _, tc := range []struct {
+		name     string
+		edit     func(*ControllerStatus)
+		failover bool
+		want     string
+	}{
+		{"ready", func(*ControllerStatus) {}, true, ""},
+		{"standby lags", func(s *ControllerStatus) {
+			s.Regions["eastus2"].Readiness.Replication["centralus"] = struct {
+				Events    int64   `json:"events"`
+				Seconds   float64 `json:"seconds"`
+				Connected bool    `json:"connected"`
+			}{Events: 3}
+		}, true, "standby centralus lags 3 events"},
+		{"cooldown", func(s *ControllerStatus) { s.CooldownUntil = time.Now().Add(time.Minute) }, true, "cooldown"},
+		{"cooldown does not matter without failover", func(s *ControllerStatus) { s.CooldownUntil = time.Now().Add(time.Minute) }, false, ""},
+		{"standby NOT_READY", func(s *ControllerStatus) { s.Drift = map[string]string{"centralus": "NOT_READY"} }, true, "would refuse an automatic failover"},
+		{"runbook running", func(s *ControllerStatus) { s.Active = &Runbook{ID: "f1"} }, false, "a runbook is running: f1"},
+		{"primary not writable", func(s *ControllerStatus) { s.Regions["eastus2"].Readiness.Writable = false }, false, "not up and writable"},
+		{"standby down", func(s *ControllerStatus) { s.Regions["centralus"].Up = false }, false, "centralus is not an answering standby"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := healthy()
+			tc.edit(&st)
+			got := steady(st, tc.failover)
+			if tc.want == "" && got != "" || tc.want != "" && !strings.Contains(got, tc.want) {
+				t.Errorf("steady = %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

@@ -151,6 +151,9 @@ type ControllerStatus struct {
 	Pending       *Runbook               `json:"pending"`
 	Last          *Runbook               `json:"last"`
 	CooldownUntil time.Time              `json:"cooldown_until"`
+	// Drift is the controller's last drift verdict per region, when it
+	// runs drift checks (it refuses an automatic failover to NOT_READY).
+	Drift map[string]string `json:"drift"`
 }
 
 // RegionView is the controller's view of one region.

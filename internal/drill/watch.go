@@ -175,6 +175,13 @@ func (w *watcher) controllerChanges(st *ControllerStatus, ev func(source, kind, 
 			}
 		}
 	}
+	if prev != nil {
+		for name, v := range st.Drift {
+			if old := prev.Drift[name]; old != v && v != "" {
+				ev("controller", EvDrift, name, "controller: drift verdict of %s is %s", name, v)
+			}
+		}
+	}
 	for _, r := range []*Runbook{st.Active, st.Last} {
 		if r == nil || r.ID == "" {
 			continue
