@@ -20,6 +20,7 @@ func (s *Server) NewStandby(ctx context.Context, name string, opts Options) (*Se
 	if !identRE.MatchString(name) {
 		return nil, fmt.Errorf("standby name %q: want [a-z_][a-z0-9_]{0,62}", name)
 	}
+	opts.Settings = append([]string{"hot_standby=on"}, opts.Settings...)
 	sb, err := prepare(opts)
 	if err != nil {
 		return nil, err
