@@ -67,6 +67,11 @@ func newSSEStream(g *Gateway, d *deployment, t ticket, ctx context.Context, canc
 // client; a failure here lets the request move to another backend.
 func (s *sseStream) readFirst(reqCtx context.Context) *failure {
 	ev, done, err := s.readEvent()
+	if err == nil {
+		// Not waiting for the backend until next asks: a slow reader of
+		// the stream is not the backend's fault.
+		s.wd.stop()
+	}
 	switch {
 	case err == nil && done:
 		s.pending = doneEvent
@@ -122,6 +127,9 @@ func (s *sseStream) next() ([]byte, error) {
 	}
 	s.wd.arm(phaseIdle, s.d.idle)
 	ev, done, err := s.readEvent()
+	if err == nil {
+		s.wd.stop() // see readFirst
+	}
 	switch {
 	case err == nil && done:
 		s.finished = true

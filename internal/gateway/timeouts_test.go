@@ -342,3 +342,36 @@ func TestStagedShutdown(t *testing.T) {
 		}
 	})
 }
+
+// TestDoSlowReader: a Do caller that reads a stream slowly (gaps longer
+// than the idle timeout between its reads) gets the whole stream, and the
+// backend is not blamed: idle measures the backend, not the reader.
+func TestDoSlowReader(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		bb := newBubble(t, func(tp *topology.Topology) {
+			tp.Deployments[0].Timeouts.Total = topology.Duration(time.Hour)
+		}, newModelsim("gpt-4o-mini").Handler())
+		defer bb.close()
+		resp, err := bb.g.Do(context.Background(), "m", []byte(chatBody("m", true)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var got []byte
+		buf := make([]byte, 64)
+		for {
+			n, err := resp.Body.Read(buf)
+			got = append(got, buf[:n]...)
+			if err != nil {
+				break
+			}
+			<-time.After(3 * tIdle) // a slow consumer, on the bubble's clock
+		}
+		if !strings.HasSuffix(string(got), "data: [DONE]\n\n") {
+			t.Fatalf("slow reader got:\n%s", got)
+		}
+		if st := bb.status("a"); st.State != stateHealthy {
+			t.Errorf("backend blamed for a slow reader: %+v", st)
+		}
+	})
+}
