@@ -110,8 +110,8 @@ type demo struct {
 
 // startDemo writes the example topology (every port 0) and its agent into
 // dir, starts every component with up (its lines go to dir/up.log) and
-// waits until a chat completion and an agent turn succeed through the
-// edge. The returned demo, even with an error, must be closed.
+// waits until it is ready (waitReady). The returned demo, even with an
+// error, must be closed.
 func startDemo(ctx context.Context, env *Env, dir string, readyTimeout time.Duration) (*demo, error) {
 	d := &demo{dir: dir, key: "sk-us-" + randHex(16), started: make(chan struct{}), done: make(chan struct{})}
 	src := topology.ExampleYAML(topology.ExampleOptions{
@@ -167,8 +167,9 @@ func startDemo(ctx context.Context, env *Env, dir string, readyTimeout time.Dura
 	return d, nil
 }
 
-// waitReady waits until up started every component and the edge answers
-// a chat completion and an agent turn.
+// waitReady waits until up started every component, the edge answers a
+// chat completion and an agent turn, and no region's drift verdict is
+// NOT_READY.
 func (d *demo) waitReady(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
@@ -192,7 +193,8 @@ func (d *demo) waitReady(ctx context.Context) error {
 	}
 }
 
-// probe sends one chat completion and one agent turn through the edge.
+// probe sends one chat completion and one agent turn through the edge
+// and reads the drift verdicts from the controller.
 func (d *demo) probe(ctx context.Context) error {
 	edge := d.up.Topology.Edge.URL
 	chat := map[string]any{"model": demoModel, "max_tokens": 8,
@@ -204,6 +206,21 @@ func (d *demo) probe(ctx context.Context) error {
 		"agent_reference": map[string]string{"type": "agent_reference", "name": demoAgent}}
 	if err := d.post(ctx, edge+"/v1/responses", d.key, turn, nil); err != nil {
 		return fmt.Errorf("agent turn through the edge: %w", err)
+	}
+	// The controller refuses an automatic failover to a region whose
+	// drift verdict is NOT_READY (READY and UNKNOWN do not refuse): the
+	// demo is ready when no region is NOT_READY.
+	t := d.up.Topology
+	var st struct {
+		Drift map[string]string `json:"drift"`
+	}
+	if err := d.call(ctx, http.MethodGet, t.Controller.URL+"/v1/status", t.Admin.Token.Value(), nil, &st); err != nil {
+		return fmt.Errorf("controller status: %w", err)
+	}
+	for _, name := range t.RegionNames() {
+		if v := st.Drift[name]; v == "NOT_READY" {
+			return fmt.Errorf("drift verdict of %s is %s", name, v)
+		}
 	}
 	return nil
 }
@@ -248,15 +265,27 @@ func (d *demo) dashboardURL(ctx context.Context) (string, error) {
 }
 
 func (d *demo) post(ctx context.Context, url, token string, body, out any) error {
-	b, _ := json.Marshal(body)
+	return d.call(ctx, http.MethodPost, url, token, body, out)
+}
+
+// call sends a JSON request (no body when body is nil) and decodes a 200
+// answer into out when out is not nil.
+func (d *demo) call(ctx context.Context, method, url, token string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(b))
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 func (c *Controller) mountDashboard(mux *http.ServeMux) {
 	d, err := dashboard.New(c.t, dashboard.Options{
 		Status:       func() any { return c.Status() },
+		Drift:        c.opts.Drift,
 		Ready:        c.opts.ReadyCheck,
 		Binary:       c.opts.Binary,
 		TopologyPath: c.opts.TopologyPath,

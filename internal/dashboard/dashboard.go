@@ -30,8 +30,12 @@ type Options struct {
 	// Status returns the controller's status; it is sent to the page as is
 	// under "controller". Required.
 	Status func() any
-	// Ready is the drift verdict of a region (ok, reason). Default nil: the
-	// page shows "n/a".
+	// Drift returns each region's latest drift verdict (READY, NOT_READY,
+	// UNKNOWN), nil before the first check. Default nil: the page shows
+	// "n/a".
+	Drift func() map[string]string
+	// Ready explains a NOT_READY verdict: the controller's failover hook
+	// (ok, reason). Default nil: verdicts without reasons.
 	Ready func(ctx context.Context, region string) (ok bool, reason string)
 	// Binary is the understudy executable that runs drills. Default: this
 	// process's executable.
@@ -47,7 +51,7 @@ type Options struct {
 	// Idle is how long after the last state request the loop keeps
 	// gathering. Default 30s.
 	Idle time.Duration
-	// DriftEvery is how often drift verdicts are refreshed. Default 10s.
+	// DriftEvery is how often drift verdicts are read again. Default 2s.
 	DriftEvery time.Duration
 	// Client sends the dashboard's requests to the edge and to up's
 	// control API. Default: a client of its own.
@@ -110,7 +114,7 @@ func New(t *topology.Topology, opts Options) (*Server, error) {
 		opts.Idle = 30 * time.Second
 	}
 	if opts.DriftEvery == 0 {
-		opts.DriftEvery = 10 * time.Second
+		opts.DriftEvery = 2 * time.Second
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -185,7 +189,7 @@ func (s *Server) step(ctx context.Context) {
 	wg.Go(func() { s.stepComponents(ctx) })
 	wg.Wait()
 	s.mu.Lock()
-	due := s.opts.Ready != nil && !s.driftBusy && s.now().Sub(s.driftAt) >= s.opts.DriftEvery
+	due := s.opts.Drift != nil && !s.driftBusy && s.now().Sub(s.driftAt) >= s.opts.DriftEvery
 	if due {
 		s.driftBusy = true
 	}
@@ -306,13 +310,14 @@ func (s *Server) stepComponents(ctx context.Context) {
 
 // Drift holds the drift verdicts of the regions.
 type Drift struct {
-	// Available is false when the controller has no readiness check: the
-	// page shows "n/a".
+	// Available is false when the controller runs no drift checks, or
+	// before the first: the page shows "n/a".
 	Available bool               `json:"available"`
 	Regions   map[string]Verdict `json:"regions"`
 }
 
-// Verdict is one region's drift verdict: READY or NOT_READY.
+// Verdict is one region's drift verdict: READY, NOT_READY or UNKNOWN,
+// with the reasons of a NOT_READY.
 type Verdict struct {
 	Verdict string    `json:"verdict"`
 	Reason  string    `json:"reason,omitempty"`
@@ -320,19 +325,23 @@ type Verdict struct {
 }
 
 func (s *Server) stepDrift(ctx context.Context) {
+	verdicts := s.opts.Drift()
 	got := map[string]Verdict{}
 	for _, name := range s.t.RegionNames() {
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		ok, reason := s.opts.Ready(cctx, name)
-		cancel()
-		v := Verdict{Verdict: "READY", Reason: reason, At: s.now()}
+		v, ok := verdicts[name]
 		if !ok {
-			v.Verdict = "NOT_READY"
+			continue
 		}
-		got[name] = v
+		vd := Verdict{Verdict: v, At: s.now()}
+		if v == "NOT_READY" && s.opts.Ready != nil {
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, vd.Reason = s.opts.Ready(cctx, name)
+			cancel()
+		}
+		got[name] = vd
 	}
 	s.mu.Lock()
-	s.drift = Drift{Available: true, Regions: got}
+	s.drift = Drift{Available: verdicts != nil, Regions: got}
 	s.driftAt, s.driftBusy = s.now(), false
 	s.mu.Unlock()
 }

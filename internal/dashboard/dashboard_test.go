@@ -372,6 +372,7 @@ func TestAuthentication(t *testing.T) {
 func TestStateGathersEdgeTrafficAndComponents(t *testing.T) {
 	r := newRig(t, Options{
 		Status: func() any { return map[string]any{"primary": "eastus2", "epoch": 7} },
+		Drift:  func() map[string]string { return map[string]string{"eastus2": "READY", "centralus": "NOT_READY"} },
 		Ready: func(ctx context.Context, region string) (bool, string) {
 			if region == "centralus" {
 				return false, "deployment gpt-4.1-mini version 2024-07-18, want 2025-04-14"
@@ -416,7 +417,8 @@ func TestStateGathersEdgeTrafficAndComponents(t *testing.T) {
 	if st.Controller.(map[string]any)["epoch"] != 7 {
 		t.Errorf("controller status not passed through: %v", st.Controller)
 	}
-	if v := st.Drift.Regions["centralus"]; v.Verdict != "NOT_READY" || !strings.Contains(v.Reason, "2024-07-18") || st.Drift.Regions["eastus2"].Verdict != "READY" {
+	if v := st.Drift.Regions["centralus"]; v.Verdict != "NOT_READY" || !strings.Contains(v.Reason, "2024-07-18") ||
+		st.Drift.Regions["eastus2"].Verdict != "READY" || st.Drift.Regions["eastus2"].Reason != "" {
 		t.Errorf("drift = %+v", st.Drift)
 	}
 	if got := []string{st.Regions[0].Name, st.Regions[1].Name}; !slices.Equal(got, []string{"eastus2", "centralus"}) {
@@ -435,7 +437,13 @@ func TestStateWithoutUpOrDrift(t *testing.T) {
 		t.Errorf("components without up.json = %+v", st.Components)
 	}
 	if st.Drift.Available {
-		t.Errorf("drift without a readiness check = %+v", st.Drift)
+		t.Errorf("drift without drift checks = %+v", st.Drift)
+	}
+	r = newRig(t, Options{Drift: func() map[string]string { return nil }})
+	r.s.step(context.Background())
+	waitUntil(t, "the drift step", func() bool { r.s.mu.Lock(); defer r.s.mu.Unlock(); return !r.s.driftAt.IsZero() })
+	if st := r.s.State(); st.Drift.Available {
+		t.Errorf("drift before the first check = %+v", st.Drift)
 	}
 	code, body := r.do(t, "POST", "/v1/dashboard/regions/eastus2/down", "", true)
 	if code != http.StatusConflict || !strings.Contains(body, "up.json") {

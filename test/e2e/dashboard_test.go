@@ -86,6 +86,7 @@ func TestDashboardTakeRegionDown(t *testing.T) {
 	settled := b.poll(10*time.Second, `document.querySelector('`+region("centralus", ".err")+`')?.textContent === "0.0 errors/s"`)
 	t.Logf("%s: traffic on centralus (error rate settled: %v)", time.Since(start).Round(time.Millisecond), settled)
 
+	b.poll(10*time.Second, `document.getElementById("toast").hidden`) // the action's notice fades
 	png := b.screenshot(width)
 	dir := os.Getenv("ARTIFACTS")
 	if dir == "" {

@@ -270,8 +270,11 @@ function renderRegion(s, name) {
 
   const d = s.drift.available ? s.drift.regions[name] : null;
   const driftEl = q(".drift");
-  set(driftEl, d ? d.verdict + (d.reason ? " · " + d.reason : "") : "n/a");
-  driftEl.className = "drift " + (d ? (d.verdict === "READY" ? "ok" : "bad") : "muted");
+  // "drift at T: R is NOT_READY: reasons" → the reasons.
+  const why = d && d.reason ? d.reason.replace(/^.*? is NOT_READY: /, "") : "";
+  set(driftEl, d ? d.verdict + (why ? " · " + why : "") : "n/a");
+  driftEl.title = d && d.reason ? d.reason : "";
+  driftEl.className = "drift " + (d ? ({ READY: "ok", NOT_READY: "bad" }[d.verdict] || "warn") : "muted");
 
   const down = card.querySelector('button[data-action="down"]');
   const up = card.querySelector('button[data-action="up"]');
@@ -300,10 +303,13 @@ function renderChart(s) {
     out += `<line class="grid" x1="${L}" x2="${W}" y1="${y(v)}" y2="${y(v)}"/>`;
     out += `<text class="axis" x="${L - 6}" y="${y(v) + 3}" text-anchor="end">${esc(+v.toFixed(1))}</text>`;
   }
-  for (const f of [1, 2 / 3, 1 / 3, 0]) {
-    const ago = Math.round((span * f) / 1000);
+  // Time ticks every 5, 10, 15, 30 or 60 s: at most four besides "now".
+  const step = [5, 10, 15, 30, 60].find((st) => span / 1000 / st <= 4) || 60;
+  for (let ago = 0; ago * 1000 <= span; ago += step) {
     const label = ago === 0 ? "now" : ago >= 60 && ago % 60 === 0 ? "−" + ago / 60 + " min" : "−" + ago + " s";
-    out += `<text class="axis" x="${x(now - ago * 1000)}" y="${H - 4}" text-anchor="${f === 0 ? "end" : f === 1 ? "start" : "middle"}">${label}</text>`;
+    const px = x(now - ago * 1000);
+    if (ago > 0 && px < L + 14) continue; // too close to the axis labels
+    out += `<text class="axis" x="${px}" y="${H - 4}" text-anchor="${ago === 0 ? "end" : "middle"}">${label}</text>`;
   }
   names.forEach((n, i) => {
     const pts = series.filter((p) => now - p.t <= span).map((p) => x(p.t).toFixed(1) + "," + y(p.rps[n] || 0).toFixed(1));
