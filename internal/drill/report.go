@@ -56,7 +56,8 @@ type Report struct {
 		Abandoned  int64           `json:"abandoned_turns"`
 	} `json:"load"`
 	Measures Measures `json:"measures"`
-	// Errors are the client errors from the injection to the end.
+	// Errors are the client errors of requests that ended after the
+	// injection (those in flight at the injection included).
 	Errors struct {
 		Total  int             `json:"total"`
 		ByKind map[string]int  `json:"by_kind"`
@@ -194,7 +195,8 @@ func (r *Report) compute(events []Event, samples []Sample, acks []Ack, snap Snap
 	}
 	since := func(t time.Time) *float64 { return msp(t.Sub(inj)) }
 	for _, s := range samples {
-		if s.Start.Before(inj) {
+		// Requests in flight at the injection ended after it: they count.
+		if s.Start.Add(s.Latency).Before(inj) {
 			continue
 		}
 		c := r.Errors.ByType[s.Kind]
