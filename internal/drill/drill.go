@@ -183,11 +183,13 @@ func Run(ctx context.Context, sys *System, opts Options) (*Report, error) {
 	opts.defaults(sys.Topology)
 	r := &runner{sys: sys, opts: opts, sc: sc, start: time.Now()}
 	r.rep = newReport(sys, sc, &r.opts, r.start)
+	if sc.Note != "" {
+		r.rep.Notes = append(r.rep.Notes, sc.Note)
+	}
 	r.sdk = openai.NewClient(option.WithBaseURL(strings.TrimRight(sys.EdgeURL(), "/")+"/v1/"), option.WithAPIKey(sys.Key),
 		option.WithMaxRetries(2), option.WithHTTPClient(&http.Client{}))
 	r.progressf("drill %s against %s (edge %s): %s", sc.Name, sys.Topology.Name, sys.EdgeURL(), sc.Description)
-	err := r.exec(ctx)
-	if err != nil {
+	if err := r.exec(ctx); err != nil && ctx.Err() == nil {
 		r.rep.fail("%v", err)
 	}
 	r.finish(ctx)

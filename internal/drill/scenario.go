@@ -18,6 +18,8 @@ type Scenario struct {
 	// Failover is true when the controller is expected to fail over: the
 	// drill waits for it, restores the fault and fails back.
 	Failover bool
+	// Note is said in every report of the scenario (a limit of the method).
+	Note string
 	// inject starts the fault against the regions; restore ends it.
 	inject func(ctx context.Context, f *fault) (restore func(context.Context) error, err error)
 }
@@ -86,6 +88,8 @@ var Scenarios = map[string]*Scenario{
 		Description: "Cut the primary region off from the edge, the controller and the other regions " +
 			"by cutting the link proxies `up` places on those links (both directions).",
 		Failover: true,
+		Note: "the partition is made by cutting link proxies in user space (connections are reset at once), " +
+			"not with network namespaces and veth pairs; see docs/DRILLS.md",
 		inject: func(ctx context.Context, f *fault) (func(context.Context) error, error) {
 			links := partitionLinks(f.sys, f.primary)
 			return cutLinks(ctx, f, links, "cut")

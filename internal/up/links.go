@@ -120,13 +120,12 @@ func (u *Up) startLinks(ctx context.Context, resolved []byte) error {
 	ls := &linkSet{proxies: map[string]*linkproxy.Proxy{}, files: map[string]string{}}
 	u.links = ls
 	addr := map[string]string{} // link name → proxy address
+	reserved := reservedPorts(t)
 	for _, pl := range plan {
 		name := LinkName(pl.from, pl.to)
-		p := linkproxy.New(linkproxy.Config{Name: name, Listen: "127.0.0.1:0", Upstream: pl.upstream, Latency: t.Links.Latency.D()},
-			u.opts.Log.With("link", name))
-		// The proxies outlive Start's context: they stop in Close.
-		if err := p.Start(context.WithoutCancel(ctx)); err != nil {
-			return fmt.Errorf("link %s: %w", name, err)
+		p, err := u.startProxy(ctx, name, pl.upstream, reserved)
+		if err != nil {
+			return err
 		}
 		ls.proxies[name] = p
 		addr[name] = p.Addr().String()
@@ -183,6 +182,54 @@ func (u *Up) startLinks(ctx context.Context, resolved []byte) error {
 		}
 	}
 	return nil
+}
+
+// startProxy starts one link proxy on a free loopback port that is none of
+// the reserved ones: the ports Resolve picked are free but not yet bound
+// by their components, and the kernel may offer them again.
+func (u *Up) startProxy(ctx context.Context, name, upstream string, reserved map[string]bool) (*linkproxy.Proxy, error) {
+	for range 20 {
+		p := linkproxy.New(linkproxy.Config{Name: name, Listen: "127.0.0.1:0", Upstream: upstream, Latency: u.Topology.Links.Latency.D()},
+			u.opts.Log.With("link", name))
+		// The proxies outlive Start's context: they stop in Close.
+		if err := p.Start(context.WithoutCancel(ctx)); err != nil {
+			return nil, fmt.Errorf("link %s: %w", name, err)
+		}
+		_, port, _ := net.SplitHostPort(p.Addr().String())
+		if !reserved[port] {
+			return p, nil
+		}
+		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		p.Close(cctx)
+		cancel()
+	}
+	return nil, fmt.Errorf("link %s: no free port outside the topology's", name)
+}
+
+// reservedPorts are the ports of every address a component will listen on.
+func reservedPorts(t *topology.Topology) map[string]bool {
+	ports := map[string]bool{}
+	add := func(addr string) {
+		if u, err := url.Parse(addr); err == nil && u.Host != "" {
+			addr = u.Host
+		}
+		if _, port, err := net.SplitHostPort(addr); err == nil {
+			ports[port] = true
+		}
+	}
+	add(t.Edge.Listen)
+	add(t.Controller.Listen)
+	for _, r := range t.Regions {
+		add(r.Listen)
+		for _, bs := range r.Backends {
+			for _, b := range bs {
+				if b.Kind == topology.KindSim {
+					add(b.URL)
+				}
+			}
+		}
+	}
+	return ports
 }
 
 // withLinks points each component's -f at its own topology file when links

@@ -3,6 +3,7 @@ package up
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -166,4 +167,22 @@ func TestLinksDisabledChangesNothing(t *testing.T) {
 		t.Errorf("args changed: %v", got[0].Args)
 	}
 	u.closeLinks()
+}
+
+func TestReservedPorts(t *testing.T) {
+	src := topology.ExampleYAML(topology.ExampleOptions{Key: "k", AdminToken: "a", ReplicationSecret: "r", Ports: topology.DefaultPorts})
+	tp, err := topology.Parse(bytes.NewReader(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp.Default()
+	got := reservedPorts(tp)
+	for _, p := range topology.DefaultPorts {
+		if !got[fmt.Sprint(p)] {
+			t.Errorf("port %d not reserved: %v", p, got)
+		}
+	}
+	if len(got) != len(topology.DefaultPorts) {
+		t.Errorf("reserved %v, want exactly the topology's %v", got, topology.DefaultPorts)
+	}
 }
