@@ -2,10 +2,12 @@ package dashboard
 
 import (
 	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/understudy/understudy/internal/drill"
 	"github.com/understudy/understudy/internal/edge"
 )
 
@@ -141,5 +143,14 @@ func TestReadSSE(t *testing.T) {
 	n, err := readSSE(strings.NewReader(in), func(ev edge.Event) { got = append(got, ev) })
 	if err != nil || n != 2 || got[0].Kind != "health" || got[1].Seq != 2 || got[1].Message != "b" {
 		t.Errorf("readSSE = %d %v %+v", n, err, got)
+	}
+}
+
+// TestScenariosMatchDrill: the page offers exactly the drills `understudy
+// drill` runs (the list is copied so the controller does not link the
+// drill code).
+func TestScenariosMatchDrill(t *testing.T) {
+	if got, want := Scenarios, drill.ScenarioNames(); !slices.Equal(got, want) {
+		t.Errorf("dashboard.Scenarios = %v, drill.ScenarioNames() = %v", got, want)
 	}
 }

@@ -451,7 +451,7 @@ function renderActions(s) {
 }
 
 function renderEvents(s) {
-  const list = (s.events || []).slice().reverse();
+  const list = (s.events || []).slice(-10).reverse(); // the ten newest
   set($("events-note"), s.events_error ? "· " + s.events_error : "");
   $("events").innerHTML = list.length ? list.map((e) => `
     <li><time>${esc(hms(e.time))}</time><span class="kind ${esc(e.kind)}">${esc(e.kind)}</span><span>${esc(e.message)}${e.count > 1 ? " <b>×" + esc(e.count) + "</b>" : ""}</span></li>`).join("")
