@@ -73,7 +73,8 @@ type Controller struct {
 	pending *Run // waiting for approval
 	last    *Run // the most recent finished run
 
-	agentsEpoch int64 // the epoch whose primary got the agent definitions
+	agentsEpoch int64  // the epoch whose primary got the agent definitions
+	lastRefusal string // why the last automatic failover could not start
 
 	wg      sync.WaitGroup
 	runCtx  context.Context
@@ -287,9 +288,13 @@ func (c *Controller) decideLocked(ctx context.Context) {
 	}
 	target, why := c.pickTargetLocked(ctx, primary)
 	if target == "" {
-		c.log.Error("primary is down and no region can take over", "primary", primary, "why", why)
+		if why != c.lastRefusal { // say it once per reason, not every probe
+			c.log.Error("primary is down and no region can take over", "primary", primary, "why", why)
+			c.lastRefusal = why
+		}
 		return
 	}
+	c.lastRefusal = ""
 	first, evidence := c.det.Evidence(primary)
 	r := c.newRunLocked("failover", primary, target, fmt.Sprintf("region %s declared down", primary), false)
 	r.FaultAt, r.Evidence = first, evidence
@@ -311,13 +316,12 @@ func (c *Controller) pickTargetLocked(ctx context.Context, from string) (string,
 		if name == from {
 			continue
 		}
-		v := c.views[name]
-		if !v.Up || !v.LastOK {
-			// A hot-cold standby is not running until the runbook starts it.
-			if !(c.t.Pattern == topology.HotCold) {
-				reasons = append(reasons, name+" is not answering")
-				continue
-			}
+		// Up is the detector's verdict, with hysteresis: one slow probe of a
+		// busy standby does not veto it. A hot-cold standby is not running
+		// until the runbook starts it.
+		if v := c.views[name]; !v.Up && c.t.Pattern != topology.HotCold {
+			reasons = append(reasons, name+" is down")
+			continue
 		}
 		if c.opts.ReadyCheck != nil {
 			if ok, reason := c.opts.ReadyCheck(ctx, name); !ok {

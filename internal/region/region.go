@@ -80,6 +80,9 @@ type Server struct {
 	shippers map[string]*replication.Shipper // peer region -> shipper, while primary
 	inSync   map[string]bool                 // peers whose acknowledgement a write waits for
 	promoted bool                            // this process promoted the store (peers start out of sync)
+	meta     store.Meta                      // as of the last reconcile: /readyz answers from it, not the store
+	quarant  int                             // quarantined events, counted when the role or epoch changes
+	metaErr  error
 
 	runCtx context.Context // lives as long as Run: parts started by reconcile use it
 	wg     sync.WaitGroup
@@ -208,13 +211,18 @@ func (s *Server) loop(ctx context.Context) {
 // reconcile makes the running parts match the store's role and epoch.
 func (s *Server) reconcile(ctx context.Context) {
 	m, err := s.st.Meta(ctx)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.metaErr = err
 	if err != nil {
 		s.log.Error("read store state", "err", err)
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.meta = m
 	if m.Role != s.role || m.Epoch != s.epoch {
+		if q, err := s.st.Quarantine(ctx); err == nil {
+			s.quarant = len(q)
+		}
 		s.log.Info("store role", "region", s.name, "role", m.Role, "epoch", m.Epoch, "was_role", s.role, "was_epoch", s.epoch)
 		s.stopPrimaryLocked(ctx)
 		s.role, s.epoch = m.Role, m.Epoch
@@ -356,7 +364,7 @@ type LeaseState struct {
 	LastError   string `json:"last_error,omitempty"`
 }
 
-// State reports the region's replication state.
+// State reports the region's replication state, read from the store now.
 func (s *Server) State(ctx context.Context) (State, error) {
 	m, err := s.st.Meta(ctx)
 	if err != nil {
@@ -366,13 +374,18 @@ func (s *Server) State(ctx context.Context) (State, error) {
 	if err != nil {
 		return State{}, err
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stateLocked(ctx, m, len(q)), nil
+}
+
+// stateLocked assembles State from m and the running parts.
+func (s *Server) stateLocked(ctx context.Context, m store.Meta, quarantined int) State {
 	st := State{Region: s.name, Role: m.Role, Epoch: m.Epoch, KnownEpoch: m.KnownEpoch, KnownPrimary: m.KnownPrimary,
-		Position: m.Position, History: m.History, Quarantined: len(q)}
+		Position: m.Position, History: m.History, Quarantined: quarantined}
 	if m.Role == store.RolePrimary && st.KnownPrimary == "" {
 		st.KnownPrimary = s.name
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.holder != nil {
 		_, rem, from, lastErr := s.holder.Status()
 		ls := &LeaseState{Valid: s.holder.Check(ctx) == nil, RemainingMs: rem.Milliseconds(), From: "controller"}
@@ -395,14 +408,22 @@ func (s *Server) State(ctx context.Context) (State, error) {
 	}
 	_, _, stopped := s.grantor.State()
 	st.Vouching = m.Role == store.RoleStandby && !stopped
-	return st, nil
+	return st
 }
 
+// readiness answers /readyz from the state the reconcile loop read last
+// (woken by every commit), so a probe never waits on the store: a busy
+// disk must not make a healthy region look dead to the edge and the
+// controller. A store that cannot be read fails it.
 func (s *Server) readiness(ctx context.Context) (map[string]any, error) {
-	st, err := s.State(ctx)
-	if err != nil {
+	s.mu.Lock()
+	if s.metaErr != nil {
+		err := s.metaErr
+		s.mu.Unlock()
 		return nil, fmt.Errorf("store: %w", err)
 	}
+	st := s.stateLocked(ctx, s.meta, s.quarant)
+	s.mu.Unlock()
 	fields := map[string]any{"role": st.Role, "epoch": st.Epoch, "position": st.Position.Seq, "quarantined": st.Quarantined}
 	if st.KnownPrimary != "" {
 		fields["primary"] = st.KnownPrimary

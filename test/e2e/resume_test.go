@@ -62,7 +62,7 @@ func TestControllerResumesRunbookAfterSIGKILL(t *testing.T) {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
 	var runID string
-	waitFor(t, 20*time.Second, "the runbook to reach fence-old-primary", func() bool {
+	waitFor(t, 40*time.Second, "the runbook to reach fence-old-primary", func() bool {
 		var s struct {
 			Active *runRecord `json:"active"`
 		}
