@@ -77,6 +77,9 @@ func runDemo(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) (er
 	if d != nil {
 		defer d.close()
 	}
+	if ctx.Err() != nil {
+		return nil // interrupted while starting: stop and clean up quietly
+	}
 	if err != nil {
 		return err
 	}
