@@ -22,9 +22,10 @@ type Detector struct {
 }
 
 type health struct {
-	down   bool
-	streak []Observation // the current run of equal results, capped at failures
-	since  time.Time     // when the current state was declared
+	down      bool
+	streak    []Observation // the current run of equal results, capped at failures
+	since     time.Time     // when the current state was declared
+	failSince time.Time     // the first failure of the current run of failures
 }
 
 // NewDetector returns a detector with every region presumed up.
@@ -42,6 +43,11 @@ func (d *Detector) Observe(region string, o Observation) (changed, down bool) {
 	}
 	if len(h.streak) > 0 && h.streak[0].OK != o.OK {
 		h.streak = h.streak[:0]
+	}
+	if o.OK {
+		h.failSince = time.Time{}
+	} else if h.failSince.IsZero() {
+		h.failSince = o.At
 	}
 	h.streak = append(h.streak, o)
 	if len(h.streak) > d.failures {
@@ -66,7 +72,8 @@ func (d *Detector) Down(region string) bool {
 }
 
 // Evidence describes the failed probes that declared region down, and the
-// time of the first of them (where the RTO clock starts).
+// time of the first failure of the run (where the RTO clock starts, however
+// long the failover then waited for approval, a cooldown or a ready target).
 func (d *Detector) Evidence(region string) (first time.Time, lines []string) {
 	h := d.regions[region]
 	if h == nil || !h.down {
@@ -77,8 +84,5 @@ func (d *Detector) Evidence(region string) (first time.Time, lines []string) {
 			lines = append(lines, fmt.Sprintf("%s probe failed: %s", o.At.UTC().Format(time.RFC3339Nano), o.Err))
 		}
 	}
-	if len(h.streak) > 0 {
-		first = h.streak[0].At
-	}
-	return first, lines
+	return h.failSince, lines
 }

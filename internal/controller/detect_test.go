@@ -50,3 +50,16 @@ func TestDetectorEvidenceStartsAtFirstFailure(t *testing.T) {
 		t.Error("an unobserved region is down")
 	}
 }
+
+func TestDetectorEvidenceDoesNotSlide(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	d := NewDetector(3, 5*time.Second)
+	// A region fails for 20 s (a failover waits, e.g. for approval): the
+	// RTO clock still starts at the first failure.
+	for i := range 40 {
+		d.Observe("eastus2", Observation{At: t0.Add(time.Duration(i) * 500 * time.Millisecond), Err: "refused"})
+	}
+	if first, _ := d.Evidence("eastus2"); !first.Equal(t0) {
+		t.Fatalf("evidence starts at %s, want the first failure %s", first, t0)
+	}
+}
