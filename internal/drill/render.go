@@ -394,8 +394,8 @@ func (r *Report) chart() string {
 		if t.IsZero() || t.Before(t0) || t.After(t1) {
 			return
 		}
-		fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%d" y2="%d" stroke="%s" stroke-width="1.5" stroke-dasharray="4 3"/><text x="%.1f" y="%d" fill="%s" style="fill:%s">%s</text>`,
-			x(t), x(t), top, top+plotH, color, x(t)+3, top+10+row*12, color, color, html.EscapeString(label))
+		fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%d" y2="%d" stroke="%s" stroke-width="1.5" stroke-dasharray="4 3"/><text x="%.1f" y="%d" style="fill:%s;paint-order:stroke;stroke:#fff;stroke-width:3px">%s</text>`,
+			x(t), x(t), top, top+plotH, color, x(t)+3, top+10+row*12, color, html.EscapeString(label))
 	}
 	mark(r.Fault.Injected, "#c62828", "fault", 0)
 	mark(r.Fault.Restored, "#1a7f37", "restored", 0)
