@@ -14,10 +14,12 @@
 // and the edge so that detection, reroute and the runbook's steps land on
 // the same timeline as the client's samples.
 //
-// RTO is measured from the client's side, as AWS Resilience Hub measures
-// it: from the injection until the validations (an inference and an agent
-// turn through the edge, and the load's own writes) pass and keep passing
-// to the end of the observation. RPO is checked item by item: after the
-// failover every acknowledged turn's output items are listed through the
-// edge, and each missing one is counted with the time it was acknowledged.
+// RTO is measured from the client's side, as AWS Resilience Hub measures it:
+// from the injection until every validation (an inference, an agent turn and a
+// conversation write through the edge, every 250ms) passes and keeps passing
+// until the fault is restored. RPO is checked item by item: after the
+// failover and again at the end, every acknowledged turn's output items are
+// listed through the edge, and each missing one is counted with the time it
+// was acknowledged. Run judges the measures against the topology's targets:
+// SUCCEEDED or FAILED with the reasons.
 package drill
