@@ -5,11 +5,13 @@
 # :18081, nginx :18082).
 #
 # Targets added to the anchors run:
-#   edge    understudy edge whose single origin is fakeoai itself (the edge
-#           proxies any path; its probes use /v1/models because fakeoai has
-#           no /readyz)
-#   gw      understudy gateway with fakeoai as its one backend (reference)
-#   edgegw  understudy edge in front of that gateway (probes /readyz)
+#   edge     understudy edge whose single origin is fakeoai itself (the edge
+#            proxies any path; its probes use /v1/models because fakeoai has
+#            no /readyz), run with GOMAXPROCS=1 like the anchors' haproxy
+#            (nbthread 1) and nginx (1 worker)
+#   edge-mp  the same edge with the Go default GOMAXPROCS (all cores)
+#   gw       understudy gateway with fakeoai as its one backend (reference)
+#   edgegw   the GOMAXPROCS=1 edge in front of that gateway (probes /readyz)
 #
 # Usage: bench/edge.sh [anchors NAME=URL ...] | tee results.txt
 # Environment: ANCHORS (dir of anchors.sh, default /work/shared/bench), and
@@ -19,7 +21,7 @@
 # runs loadgen with its default key (sk-bench-0000). This script runs a copy
 # of the anchors directory whose only change is passing -key "$KEY" to
 # loadgen (fakeoai, haproxy and nginx ignore it). Ports 18090-18095 must be
-# free.
+# free. EDGE_GOMAXPROCS (default 1) is the edge and edgegw processes' GOMAXPROCS.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -96,9 +98,11 @@ regions:
 YAML
 } >"$RUN/edgegw.yaml"
 
-start() { # name args...
+start() { # name [VAR=value ...] args...
   local name="$1"; shift
-  "$RUN/understudy" "$@" >"$RUN/$name.out" 2>"$RUN/$name.err" &
+  local envs=()
+  while [[ "$1" == *=* ]]; do envs+=("$1"); shift; done
+  env "${envs[@]}" "$RUN/understudy" "$@" >"$RUN/$name.out" 2>"$RUN/$name.err" &
   PIDS+=($!)
   local i
   for i in $(seq 1 100); do
@@ -108,15 +112,18 @@ start() { # name args...
   cat "$RUN/$name.err" >&2
   die "$name did not print its ready line"
 }
-start edge edge -f "$RUN/edge.yaml" --log-level warn
+EDGE_GOMAXPROCS="${EDGE_GOMAXPROCS:-1}"
+sed 's/127.0.0.1:18093/127.0.0.1:18092/' "$RUN/edge.yaml" >"$RUN/edge-mp.yaml"
+start edge GOMAXPROCS="$EDGE_GOMAXPROCS" edge -f "$RUN/edge.yaml" --log-level warn
+start edge-mp edge -f "$RUN/edge-mp.yaml" --log-level warn
 start gw gateway -f "$RUN/edgegw.yaml" --region local
-start edgegw edge -f "$RUN/edgegw.yaml" --log-level warn
+start edgegw GOMAXPROCS="$EDGE_GOMAXPROCS" edge -f "$RUN/edgegw.yaml" --log-level warn
 
-echo "# bench/edge.sh: understudy $("$RUN/understudy" version | awk '{print $2}'), edge=:18093 -> fakeoai, gw=:18094 -> fakeoai, edgegw=:18095 -> gw"
+echo "# bench/edge.sh: understudy $("$RUN/understudy" version | awk '{print $2}'), edge=:18093 (GOMAXPROCS=$EDGE_GOMAXPROCS) -> fakeoai, edge-mp=:18092 (GOMAXPROCS default, $(nproc) cores) -> fakeoai, gw=:18094 -> fakeoai, edgegw=:18095 (GOMAXPROCS=$EDGE_GOMAXPROCS) -> gw"
 busy() { # what else is using the shared cores right now
   echo "# $1: load average $(cut -d' ' -f1-3 /proc/loadavg); busiest processes (top, %CPU):"
   top -b -n 1 -w 200 | sed -n '8,13p' | awk '{printf "#   %5s%% %s\n", $9, $12}'
 }
 busy "before"
-"$RUN/anchors/anchors.sh" edge=http://127.0.0.1:18093 gw=http://127.0.0.1:18094 edgegw=http://127.0.0.1:18095 "$@"
+"$RUN/anchors/anchors.sh" edge=http://127.0.0.1:18093 edge-mp=http://127.0.0.1:18092 gw=http://127.0.0.1:18094 edgegw=http://127.0.0.1:18095 "$@"
 busy "after"
