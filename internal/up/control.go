@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // ComponentStatus is a component as the control API lists it.
@@ -177,16 +178,11 @@ func answer(w http.ResponseWriter, err error, u *Up) {
 	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": u.Components()})
 }
 
-// serveControl starts the control API on a free loopback port.
-func (u *Up) serveControl() error {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
+// serveControl serves the control API on ln.
+func (u *Up) serveControl(ln net.Listener) {
 	u.control = "http://" + ln.Addr().String()
-	u.controlSrv = &http.Server{Handler: u.ControlHandler(u.Topology.Admin.Token.Value())}
+	u.controlSrv = &http.Server{Handler: u.ControlHandler(u.Topology.Admin.Token.Value()), ReadHeaderTimeout: 10 * time.Second}
 	go u.controlSrv.Serve(ln)
-	return nil
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -92,6 +93,17 @@ func (u *Up) Start(ctx context.Context) (err error) {
 	if _, err := topology.Load(u.path, u.opts.Getenv); err != nil {
 		return err
 	}
+	// The control API's port is taken before any other is picked, so the
+	// ports Resolve picks for components cannot collide with it.
+	ctl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if u.controlSrv == nil {
+			ctl.Close()
+		}
+	}()
 	src, err := os.ReadFile(u.path)
 	if err != nil {
 		return err
@@ -133,9 +145,7 @@ func (u *Up) Start(ctx context.Context) (err error) {
 			u.Close(context.Background())
 		}
 	}()
-	if err := u.serveControl(); err != nil {
-		return err
-	}
+	u.serveControl(ctl)
 	if err := u.startLinks(ctx, resolved); err != nil {
 		return err
 	}
