@@ -221,6 +221,7 @@ func TestSyncTimeoutWhenStandbyUnreachable(t *testing.T) {
 				if got := time.Since(start); got != tc.wait {
 					t.Fatalf("WaitReplicated took %v, want exactly %v", got, tc.wait)
 				}
+				synctest.Wait() // async returns before the shipper tried: let it try and fail
 				st := s.Status()
 				if st.Connected || st.LastError == "" || st.AckedSeq != 0 || st.LagEvents != pos.Seq {
 					t.Fatalf("status = %+v", st)
