@@ -25,7 +25,9 @@
 // waiting for headers from an origin that gets ejected or turns unhealthy
 // are abandoned and replayed at once rather than each waiting out its own
 // timeout. Streams pass through as they come; a stream that breaks after its
-// first byte ends with an explicit SSE error event.
+// first byte ends with an explicit SSE error event. Attempts to http://
+// origins go through a small inline HTTP/1.1 client (transport.go) that
+// reads and writes in the request's goroutine on pooled connections.
 //
 // Requests that touch state (conversations, responses, or a body naming
 // one) go to the origin whose probe body reports role "primary" (the highest
