@@ -117,9 +117,16 @@ func (s *Server) serveFence(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, status, "fence_failed", err.Error())
 		return
 	}
-	s.reconcile(ctx)
-	st, _ := s.State(ctx)
-	writeJSON(w, http.StatusOK, st)
+	// The reconcile loop, woken by the fence's commit, stops the lease and
+	// the shippers; the answer does not wait for that (the store itself
+	// already refuses writes), so a slow shutdown of those parts can never
+	// hold up the runbook.
+	m, err := s.st.Meta(ctx)
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, "store_error", "cannot read the store's state")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"region": s.name, "role": m.Role, "epoch": m.Epoch, "position": m.Position})
 }
 
 func (s *Server) serveQuarantine(w http.ResponseWriter, r *http.Request) {
