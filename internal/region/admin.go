@@ -85,6 +85,12 @@ func (s *Server) servePromote(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, status, "promote_failed", err.Error())
 		return
 	}
+	if s.engine != nil {
+		// Standbys copy the meta row: it tells them who the primary is.
+		if err := s.st.NotePrimary(ctx, s.name, epoch); err != nil {
+			s.log.Error("record the primary's name", "err", err)
+		}
+	}
 	s.reconcile(ctx)
 	m, _ = s.st.Meta(ctx)
 	s.log.Warn("promoted", "region", s.name, "epoch", epoch, "position", m.Position.Seq, "waited", time.Since(start))

@@ -41,7 +41,8 @@ func openStore(t *topology.Topology, r *topology.Region, log *slog.Logger) (Stor
 	case "postgres":
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		return postgres.Open(ctx, r.Store.DSN.Value(), postgres.Options{MaxConns: r.Store.MaxConns, Log: log})
+		return postgres.Open(ctx, r.Store.DSN.Value(), postgres.Options{MaxConns: r.Store.MaxConns, Log: log,
+			Streaming: t.Replication.Transport == "engine"})
 	default:
 		path := t.Path(r.Store.Path)
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -67,6 +68,12 @@ type Server struct {
 	every time.Duration
 	multi bool // more than one region: leases and replication apply
 
+	// engine is the store when PostgreSQL streaming replication moves the
+	// state (replication.transport engine): no journal shipping; the
+	// region reads the engine's replication state and keeps its
+	// synchronous setting in line with the topology.
+	engine *postgres.Store
+
 	st      Store
 	gw      *gateway.Gateway
 	svc     *agents.Service
@@ -83,6 +90,8 @@ type Server struct {
 	meta     store.Meta                      // as of the last reconcile: /readyz answers from it, not the store
 	quarant  int                             // quarantined events, counted when the role or epoch changes
 	metaErr  error
+	streamSt *postgres.Streaming // engine mode: as of the last reconcile
+	noSyncAt time.Time           // engine sync mode: when the primary last saw no streaming standby
 
 	runCtx context.Context // lives as long as Run: parts started by reconcile use it
 	wg     sync.WaitGroup
@@ -93,9 +102,6 @@ func New(t *topology.Topology, name string, opts Options) (*Server, error) {
 	r := t.Region(name)
 	if r == nil {
 		return nil, fmt.Errorf("region %q is not in the topology", name)
-	}
-	if t.Replication.Transport == "engine" {
-		return nil, fmt.Errorf("region %s: replication.transport engine is not implemented yet; use journal", name)
 	}
 	log := opts.Logger
 	if log == nil {
@@ -120,6 +126,9 @@ func New(t *topology.Topology, name string, opts Options) (*Server, error) {
 		shippers: map[string]*replication.Shipper{},
 		inSync:   map[string]bool{},
 	}
+	if t.Replication.Transport == "engine" {
+		s.engine = st.(*postgres.Store) // validation allows engine with postgres only
+	}
 	var deps []string
 	for _, d := range t.Deployments {
 		deps = append(deps, d.Name)
@@ -130,13 +139,15 @@ func New(t *topology.Topology, name string, opts Options) (*Server, error) {
 	})
 	s.grantor = lease.NewGrantor(t.Controller.LeaseTTL.D(), t.Primary().Name, 1)
 	secret := t.Replication.Secret.Value()
-	if s.multi {
+	if s.multi && s.engine == nil {
 		repl, err := replication.NewHandler(st, secret, replication.HandlerOptions{}, log)
 		if err != nil {
 			st.Close()
 			return nil, err
 		}
 		gw.HandleRaw("/replication/", repl)
+	}
+	if s.multi {
 		gw.HandleRaw("/lease/", lease.Handler(s.grantor, "/lease", secret, t.Admin.Token.Value()))
 	}
 	api := s.svc.Handler()
@@ -211,6 +222,14 @@ func (s *Server) loop(ctx context.Context) {
 // reconcile makes the running parts match the store's role and epoch.
 func (s *Server) reconcile(ctx context.Context) {
 	m, err := s.st.Meta(ctx)
+	var stream *postgres.Streaming
+	if err == nil && s.engine != nil {
+		var st postgres.Streaming
+		if st, err = s.engine.Streaming(ctx); err == nil {
+			stream = &st
+			s.keepSync(ctx, m, st)
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.metaErr = err
@@ -218,7 +237,7 @@ func (s *Server) reconcile(ctx context.Context) {
 		s.log.Error("read store state", "err", err)
 		return
 	}
-	s.meta = m
+	s.meta, s.streamSt = m, stream
 	if m.Role != s.role || m.Epoch != s.epoch {
 		if q, err := s.st.Quarantine(ctx); err == nil {
 			s.quarant = len(q)
@@ -286,6 +305,9 @@ func (s *Server) startPrimaryLocked(epoch int64) {
 			continue
 		}
 		renewers = append(renewers, lease.HTTPRenewer(s.client, r.URL+"/lease", secret))
+		if s.engine != nil {
+			continue // the database ships its own changes
+		}
 		sh, err := replication.New(s.st, r.URL, secret, replication.Mode(t.Replication.Mode), replication.Options{
 			From: s.name, BatchEvents: t.Replication.BatchSize, SyncTimeout: t.Replication.SyncTimeout.D(),
 			DegradeToAsync: t.Replication.DegradeToAsync,
@@ -354,6 +376,8 @@ type State struct {
 	SyncPeers    []string                      `json:"sync_peers,omitempty"`
 	Vouching     bool                          `json:"vouching"`
 	Quarantined  int                           `json:"quarantined"`
+	// Engine is PostgreSQL's streaming replication state (engine transport).
+	Engine *postgres.Streaming `json:"engine,omitempty"`
 }
 
 // LeaseState is the primary's write lease.
@@ -374,9 +398,19 @@ func (s *Server) State(ctx context.Context) (State, error) {
 	if err != nil {
 		return State{}, err
 	}
+	var stream *postgres.Streaming
+	if s.engine != nil {
+		st, err := s.engine.Streaming(ctx)
+		if err != nil {
+			return State{}, err
+		}
+		stream = &st
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.stateLocked(ctx, m, len(q)), nil
+	st := s.stateLocked(ctx, m, len(q))
+	st.Engine = stream
+	return st, nil
 }
 
 // stateLocked assembles State from m and the running parts.
@@ -423,6 +457,7 @@ func (s *Server) readiness(ctx context.Context) (map[string]any, error) {
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	st := s.stateLocked(ctx, s.meta, s.quarant)
+	stream := s.streamSt
 	s.mu.Unlock()
 	fields := map[string]any{"role": st.Role, "epoch": st.Epoch, "position": st.Position.Seq, "quarantined": st.Quarantined}
 	if st.KnownPrimary != "" {
@@ -433,6 +468,9 @@ func (s *Server) readiness(ctx context.Context) (map[string]any, error) {
 		fields["lease_ms"] = st.Lease.RemainingMs
 	} else {
 		fields["writable"] = st.Role == store.RolePrimary
+	}
+	if stream != nil {
+		fields["engine"] = engineFields(stream)
 	}
 	if st.Replication != nil {
 		lag := map[string]any{}

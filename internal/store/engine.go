@@ -518,7 +518,7 @@ func (e *Engine) Fence(ctx context.Context, epoch int64) error {
 			changed = true
 		}
 		if epoch > m.knownEpoch {
-			m.knownEpoch = epoch
+			m.knownEpoch, m.knownPrimary = epoch, "" // whoever holds the newer epoch is not known here
 			changed = true
 		}
 		return changed, nil

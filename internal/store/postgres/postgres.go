@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -28,6 +29,11 @@ type Options struct {
 	Guard store.Guard
 	// Log receives rejoin and quarantine reports. Default discards.
 	Log *slog.Logger
+	// Streaming says the database is one server of PostgreSQL streaming
+	// replication (replication.transport engine): the role comes from
+	// pg_is_in_recovery(), Promote ends recovery with pg_promote(), and
+	// Fence on a standby is a no-op. Default false.
+	Streaming bool
 }
 
 // Pool settings that are not options: connections are recycled so that a
@@ -45,8 +51,11 @@ const (
 // is a method of Store. Several processes may open the same database.
 type Store struct {
 	*store.Engine
-	write *sql.DB
-	read  *sql.DB
+	write     *sql.DB
+	read      *sql.DB
+	streaming bool
+	promoting atomic.Bool // Promote is under way (streaming)
+	log       *slog.Logger
 }
 
 // dialect is postgres's: $n parameters, the meta row locked FOR UPDATE at
@@ -119,7 +128,11 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		Write: write, Read: read, Dialect: dialect,
 		Now: opts.Now, Guard: opts.Guard, Log: opts.Log,
 	})
-	return &Store{Engine: eng, write: write, read: read}, nil
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Store{Engine: eng, write: write, read: read, streaming: opts.Streaming, log: log}, nil
 }
 
 // Close closes the connection pools. Operations after Close fail.

@@ -1,0 +1,192 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// RewindOptions say which stopped server becomes a standby of which primary.
+type RewindOptions struct {
+	// Data is the data directory of the stopped former primary. Required.
+	Data string
+	// Source is a connection string of the current primary, used by
+	// pg_rewind or pg_basebackup and written as the standby's
+	// primary_conninfo. Its user needs the REPLICATION attribute and the
+	// rights pg_rewind lists (a superuser has them). Required.
+	Source string
+	// BinDir holds pg_rewind and pg_basebackup. Default: found with
+	// BinDir.
+	BinDir string
+}
+
+// RewindReport says how the server was made a standby.
+type RewindReport struct {
+	// Method is "rewind" (pg_rewind copied what diverged), "none" (the
+	// server had not diverged; only the standby settings were written) or
+	// "basebackup" (rewind was impossible; a fresh copy was taken).
+	Method string `json:"method"`
+	// Kept is where the former data directory was moved when a base
+	// backup replaced it.
+	Kept string `json:"kept,omitempty"`
+	// RewindError is why pg_rewind failed, when Method is basebackup.
+	RewindError string `json:"rewind_error,omitempty"`
+	Took        string `json:"took"`
+}
+
+// Rewind makes the stopped server of opts.Data a streaming standby of
+// opts.Source, for failback with replication.transport engine: a CHECKPOINT
+// on the source (so pg_rewind sees its new timeline), then pg_rewind; if
+// rewinding is impossible (no data checksums or wal_log_hints, WAL gone),
+// the directory is moved aside and replaced by pg_basebackup. Both write
+// standby.signal and primary_conninfo (-R); a replication slot the copied
+// configuration may name is cleared. Whatever the former primary wrote
+// after the fork is discarded. Run as root, the tools run as the owner of
+// the data directory. Start the server afterwards: it streams from the
+// source.
+func Rewind(ctx context.Context, opts RewindOptions) (RewindReport, error) {
+	start := time.Now()
+	var rep RewindReport
+	if opts.Data == "" || opts.Source == "" {
+		return rep, errors.New("rewind: the data directory and the source are required")
+	}
+	if pid := runningPid(opts.Data); pid != 0 {
+		return rep, fmt.Errorf("rewind: the server of %s is running (pid %d): stop it first (pg_ctl stop -D %s -m fast)", opts.Data, pid, opts.Data)
+	}
+	fi, err := os.Stat(opts.Data)
+	if err != nil {
+		return rep, fmt.Errorf("rewind: %w", err)
+	}
+	owner := fi.Sys().(*syscall.Stat_t)
+	bin := opts.BinDir
+	if bin == "" {
+		if bin, err = BinDir(); err != nil {
+			return rep, fmt.Errorf("rewind: %w", err)
+		}
+	}
+	if err := checkpoint(ctx, opts.Source); err != nil {
+		return rep, fmt.Errorf("rewind: CHECKPOINT on the source: %w", err)
+	}
+	out, err := runAsOwner(ctx, owner, filepath.Join(bin, "pg_rewind"), "--target-pgdata", opts.Data, "--source-server", opts.Source, "--write-recovery-conf")
+	switch {
+	case err == nil && bytes.Contains(out, []byte("no rewind required")):
+		rep.Method = "none"
+	case err == nil:
+		rep.Method = "rewind"
+	default:
+		rep.Method, rep.RewindError = "basebackup", strings.TrimSpace(string(out))
+		rep.Kept = fmt.Sprintf("%s.understudy-%s", strings.TrimRight(opts.Data, "/"), time.Now().UTC().Format("20060102T150405"))
+		if err := os.Rename(opts.Data, rep.Kept); err != nil {
+			return rep, fmt.Errorf("rewind failed (%s); moving the data directory aside for a base backup: %w", rep.RewindError, err)
+		}
+		if err := os.Mkdir(opts.Data, 0o700); err != nil {
+			return rep, fmt.Errorf("base backup: %w", err)
+		}
+		if err := os.Chown(opts.Data, int(owner.Uid), int(owner.Gid)); err != nil {
+			return rep, fmt.Errorf("base backup: %w", err)
+		}
+		out, err := runAsOwner(ctx, owner, filepath.Join(bin, "pg_basebackup"), "-D", opts.Data, "-d", opts.Source,
+			"--write-recovery-conf", "-X", "stream", "--checkpoint=fast")
+		if err != nil {
+			return rep, fmt.Errorf("rewind failed (%s), and so did the base backup: %w: %s; the former data directory is %s",
+				rep.RewindError, err, bytes.TrimSpace(out), rep.Kept)
+		}
+	}
+	// The configuration may have come from the source (pg_rewind copies
+	// it), naming the slot the source itself streamed through as a standby.
+	f, err := os.OpenFile(filepath.Join(opts.Data, "postgresql.auto.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err == nil {
+		_, err = f.WriteString("primary_slot_name = ''\n")
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		return rep, fmt.Errorf("rewind: standby settings: %w", err)
+	}
+	rep.Took = time.Since(start).Round(time.Millisecond).String()
+	return rep, nil
+}
+
+// runningPid is the pid in data/postmaster.pid when that process lives.
+func runningPid(data string) int {
+	b, err := os.ReadFile(filepath.Join(data, "postmaster.pid"))
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil || pid <= 0 {
+		return 0
+	}
+	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return 0
+	}
+	return pid
+}
+
+func checkpoint(ctx context.Context, dsn string) error {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	_, err = conn.Exec(ctx, "CHECKPOINT")
+	return err
+}
+
+// runAsOwner runs a PostgreSQL tool as the owner of the data directory
+// when this process is root (the tools refuse to run as root).
+func runAsOwner(ctx context.Context, owner *syscall.Stat_t, name string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	if os.Geteuid() == 0 && owner.Uid != 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: owner.Uid, Gid: owner.Gid}}
+		cmd.Dir = "/"
+	}
+	return cmd.CombinedOutput()
+}
+
+// BinDir finds PostgreSQL's server tools: UNDERSTUDY_PG_BIN, else the
+// directory of pg_rewind on PATH, else the newest /usr/lib/postgresql/*/bin
+// (Debian and Ubuntu keep them off PATH).
+func BinDir() (string, error) {
+	has := func(d string) bool {
+		fi, err := os.Stat(filepath.Join(d, "pg_rewind"))
+		return err == nil && !fi.IsDir()
+	}
+	if d := os.Getenv("UNDERSTUDY_PG_BIN"); d != "" {
+		if !has(d) {
+			return "", fmt.Errorf("UNDERSTUDY_PG_BIN=%s has no pg_rewind", d)
+		}
+		return d, nil
+	}
+	if p, err := exec.LookPath("pg_rewind"); err == nil {
+		if real, err := filepath.EvalSymlinks(p); err == nil {
+			return filepath.Dir(real), nil
+		}
+	}
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	major := func(d string) int {
+		n, _ := strconv.Atoi(filepath.Base(filepath.Dir(d)))
+		return n
+	}
+	slices.SortFunc(dirs, func(a, b string) int { return major(b) - major(a) })
+	for _, d := range dirs {
+		if has(d) {
+			return d, nil
+		}
+	}
+	return "", errors.New("no PostgreSQL tools (pg_rewind) found: install postgresql or set UNDERSTUDY_PG_BIN")
+}
