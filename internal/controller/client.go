@@ -68,6 +68,10 @@ type Readiness struct {
 		Seconds   float64 `json:"seconds"`
 		Connected bool    `json:"connected"`
 	} `json:"replication"`
+	// Engine is PostgreSQL's streaming replication state (engine
+	// transport): synchronous, standbys_streaming, lag_bytes on a primary;
+	// receiving, replay_lag_bytes on a standby.
+	Engine map[string]any `json:"engine,omitempty"`
 }
 
 // probe GETs a gateway's /readyz; ok only on 200.

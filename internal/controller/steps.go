@@ -61,6 +61,9 @@ func (c *Controller) stepDetect(ctx context.Context, r *Run) error {
 		r.Note("detect", "last_known_lag_seconds", rep.Seconds)
 		r.Set("lag_seconds", rep.Seconds)
 	}
+	if v.LastGood.Engine != nil {
+		r.Note("detect", "last_known_engine", v.LastGood.Engine)
+	}
 	r.Set("old_position", v.LastGood.Position)
 	return nil
 }
@@ -280,8 +283,12 @@ func (c *Controller) stepReport(ctx context.Context, r *Run) error {
 	} else {
 		r.Set("rpo_seconds", 0)
 	}
-	q, err := c.quarantined(ctx, r.From)
-	if err == nil {
+	if c.engine() {
+		// Nothing rejoins by itself: the former primary's database must be
+		// rewound (what it wrote after the fork is discarded; rpo_events
+		// counts it).
+		r.Set("rejoin", rewindHint(r.From, r.To))
+	} else if q, err := c.quarantined(ctx, r.From); err == nil {
 		r.Set("quarantined", q)
 	}
 	r.Note("report", "rto_ms", rto.Milliseconds())
@@ -311,6 +318,20 @@ type regionState struct {
 		LagEvents int64 `json:"lag_events"`
 		PeerEpoch int64 `json:"peer_epoch"`
 	} `json:"replication"`
+	Engine *struct {
+		InRecovery bool `json:"in_recovery"`
+		Receiving  bool `json:"receiving"`
+	} `json:"engine"`
+}
+
+// engine reports whether PostgreSQL streaming replication moves the state.
+func (c *Controller) engine() bool { return c.t.Replication.Transport == "engine" }
+
+// rewindHint tells the operator how to turn a former primary's database
+// into a standby of the current primary (engine transport).
+func rewindHint(old, primary string) string {
+	return fmt.Sprintf("stop %s's PostgreSQL, run `understudy pg-rewind -f <topology> --region %s --data <its data directory>` "+
+		"(it rewinds it into a standby of %s), and start it again", old, old, primary)
 }
 
 func (c *Controller) regionAdminState(ctx context.Context, region string) (regionState, error) {
@@ -328,13 +349,23 @@ func (c *Controller) stepCheckTarget(ctx context.Context, r *Run) error {
 		return err
 	}
 	if to.Role != "standby" || to.Epoch != epoch {
-		return fmt.Errorf("%s is %s at epoch %d, want a standby of epoch %d", r.To, to.Role, to.Epoch, epoch)
+		err := fmt.Errorf("%s is %s at epoch %d, want a standby of epoch %d", r.To, to.Role, to.Epoch, epoch)
+		if c.engine() && to.Role != "standby" {
+			err = fmt.Errorf("%w: %s", err, rewindHint(r.To, r.From))
+		}
+		return err
 	}
 	from, err := c.regionAdminState(ctx, r.From)
 	if err != nil {
 		return err
 	}
-	if rep, ok := from.Replication[r.To]; !ok || rep.PeerEpoch != epoch || rep.LagEvents > 0 {
+	if c.engine() {
+		// The engine streams WAL; the journal position it replays says
+		// how far the standby is.
+		if to.Engine == nil || !to.Engine.Receiving || to.Position.Seq < from.Position.Seq {
+			return fmt.Errorf("%s is not streaming from %s, or not caught up yet (seq %d of %d)", r.To, r.From, to.Position.Seq, from.Position.Seq)
+		}
+	} else if rep, ok := from.Replication[r.To]; !ok || rep.PeerEpoch != epoch || rep.LagEvents > 0 {
 		return fmt.Errorf("%s is not caught up with %s yet", r.To, r.From)
 	}
 	r.Note("check-target", "position", to.Position.Seq)

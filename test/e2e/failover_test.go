@@ -127,6 +127,7 @@ type ctlStatus struct {
 			Replication map[string]struct {
 				Events int64 `json:"events"`
 			} `json:"replication"`
+			Engine map[string]any `json:"engine"`
 		} `json:"readiness"`
 	} `json:"regions"`
 	Active *json.RawMessage `json:"active"`
