@@ -132,16 +132,19 @@ type ctlStatus struct {
 	} `json:"regions"`
 	Active *json.RawMessage `json:"active"`
 	Last   *struct {
-		ID     string         `json:"id"`
-		Kind   string         `json:"kind"`
-		To     string         `json:"to"`
-		Status string         `json:"status"`
-		Error  string         `json:"error"`
-		Data   map[string]any `json:"data"`
-		Steps  []struct {
-			Name     string `json:"name"`
-			Status   string `json:"status"`
-			Attempts int    `json:"attempts"`
+		ID      string         `json:"id"`
+		Kind    string         `json:"kind"`
+		To      string         `json:"to"`
+		Status  string         `json:"status"`
+		Error   string         `json:"error"`
+		Data    map[string]any `json:"data"`
+		FaultAt time.Time      `json:"fault_at"`
+		Steps   []struct {
+			Name     string    `json:"name"`
+			Status   string    `json:"status"`
+			Attempts int       `json:"attempts"`
+			Started  time.Time `json:"started"`
+			Ended    time.Time `json:"ended"`
 		} `json:"steps"`
 	} `json:"last"`
 }
