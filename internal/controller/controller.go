@@ -234,10 +234,16 @@ func (c *Controller) step(ctx context.Context) {
 			results <- result{r.Name, rd, err, at}
 		}()
 	}
+	// Every probe answers (or times out) before the lock is taken: a
+	// frozen region must not hold up Status and the API for a probe
+	// timeout.
+	all := make([]result, 0, len(c.t.Regions))
+	for range c.t.Regions {
+		all = append(all, <-results)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for range c.t.Regions {
-		res := <-results
+	for _, res := range all {
 		v := c.views[res.name]
 		v.At, v.Readiness, v.LastOK, v.LastError = res.at, res.rd, res.err == nil, ""
 		if res.err != nil {
