@@ -38,8 +38,17 @@ func open(t testing.TB) *Store {
 	return openDSN(t, pgtest.Shared(t).NewDatabase(t), Options{})
 }
 
+// The contract holds in both replication modes: journal (Options{}) and,
+// on a server that is not in recovery, engine (Streaming).
 func TestContract(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) storetest.Store { return open(t) })
+	t.Run("journal", func(t *testing.T) {
+		storetest.Run(t, func(t *testing.T) storetest.Store { return open(t) })
+	})
+	t.Run("engine", func(t *testing.T) {
+		storetest.Run(t, func(t *testing.T) storetest.Store {
+			return openDSN(t, pgtest.Shared(t).NewDatabase(t), Options{Streaming: true})
+		})
+	})
 }
 
 func update(t testing.TB, s *Store, fn func(*store.Tx) error) store.Position {

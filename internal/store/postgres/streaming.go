@@ -56,12 +56,13 @@ func (s *Store) Fence(ctx context.Context, epoch int64) error {
 // promoteWait bounds pg_promote's wait for the end of recovery.
 const promoteWait = 60
 
-// Promote is store.Engine's Promote; with Options.Streaming it first ends
-// recovery with pg_promote() when the server is a standby, turns off
+// Promote is store.Engine's Promote; with Options.Streaming, on a server
+// in recovery it first ends recovery with pg_promote(), turns off
 // synchronous replication (its standby is most likely the primary that
 // was just lost, and commits would wait for it for ever; the region turns
-// it back on once a standby streams again), and then records the new
-// epoch in the meta row, which still describes the former primary.
+// it back on once a standby streams again), and resets the copied meta
+// row, which still describes the former primary, to a standby of its
+// epoch; then the new epoch is recorded as usual.
 func (s *Store) Promote(ctx context.Context, epoch int64) error {
 	if !s.streaming {
 		return s.Engine.Promote(ctx, epoch)
@@ -86,14 +87,14 @@ func (s *Store) Promote(ctx context.Context, epoch int64) error {
 			return fmt.Errorf("promote to epoch %d: pg_promote did not finish within %ds", epoch, promoteWait)
 		}
 		s.log.Warn("postgres promoted: recovery ended", "epoch", epoch)
-	}
-	if err := s.SetSynchronous(ctx, false); err != nil {
-		return fmt.Errorf("promote to epoch %d: %w", epoch, err)
-	}
-	// The copied meta row says the former primary's role; the promotion
-	// starts from a standby of that epoch.
-	if _, err := s.write.ExecContext(ctx, "UPDATE meta SET role = 'standby' WHERE id = 1 AND role <> 'standby' AND epoch < $1", epoch); err != nil {
-		return fmt.Errorf("promote to epoch %d: %w", epoch, err)
+		if err := s.SetSynchronous(ctx, false); err != nil {
+			return fmt.Errorf("promote to epoch %d: %w", epoch, err)
+		}
+		// The copied meta row says the former primary's role; the
+		// promotion starts from a standby of that epoch.
+		if _, err := s.write.ExecContext(ctx, "UPDATE meta SET role = 'standby' WHERE id = 1 AND role <> 'standby' AND epoch < $1", epoch); err != nil {
+			return fmt.Errorf("promote to epoch %d: %w", epoch, err)
+		}
 	}
 	return s.Engine.Promote(ctx, epoch)
 }
