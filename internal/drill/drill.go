@@ -318,6 +318,10 @@ func (r *runner) exec(ctx context.Context) error {
 	restore, err := r.sc.inject(ctx, r.fault)
 	r.rep.Fault.Injected = injectAt
 	r.rep.Fault.Detail = slices.Clone(r.fault.detail)
+	r.rep.Fault.Method = r.fault.method
+	if r.fault.note != "" {
+		r.rep.Notes = append(r.rep.Notes, r.fault.note)
+	}
 	if err != nil {
 		return fmt.Errorf("inject %s: %w", r.sc.Name, err)
 	}

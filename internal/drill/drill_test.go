@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -265,6 +266,8 @@ type fakeSystem struct {
 	mu    sync.Mutex
 	calls []string
 	fail  string
+	// method is what the control API says it partitions with.
+	method string
 }
 
 func (f *fakeSystem) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -289,6 +292,10 @@ func (f *fakeSystem) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	if r.Method == "GET" && strings.HasPrefix(r.URL.Path, "/links/") {
 		fmt.Fprint(w, `{"latency":"5ms"}`)
+		return
+	}
+	if strings.HasSuffix(r.URL.Path, "/partition") || strings.HasSuffix(r.URL.Path, "/heal") {
+		fmt.Fprintf(w, `{"region":"eastus2","method":%q,"detail":"did %s"}`, f.method, path.Base(r.URL.Path))
 		return
 	}
 	fmt.Fprint(w, `{}`)
@@ -329,11 +336,7 @@ func TestScenariosInjectAndRestore(t *testing.T) {
 		{"region-freeze",
 			[]string{"POST /v1/components/modelsim/eastus2/m-1/stop", "POST /v1/components/gateway/eastus2/stop"},
 			[]string{"POST /v1/components/modelsim/eastus2/m-1/cont", "POST /v1/components/gateway/eastus2/cont"}},
-		{"partition",
-			[]string{"POST /links/edge-to-eastus2/cut", "POST /links/controller-to-eastus2/cut", "POST /links/eastus2-to-controller/cut",
-				"POST /links/eastus2-to-centralus/cut", "POST /links/centralus-to-eastus2/cut"},
-			[]string{"POST /links/edge-to-eastus2/restore", "POST /links/controller-to-eastus2/restore", "POST /links/eastus2-to-controller/restore",
-				"POST /links/eastus2-to-centralus/restore", "POST /links/centralus-to-eastus2/restore"}},
+		{"partition", []string{"POST /v1/regions/eastus2/partition"}, []string{"POST /v1/regions/eastus2/heal"}},
 		{"slow-link",
 			[]string{"GET /links/eastus2-to-centralus", `PUT /links/eastus2-to-centralus/latency {"latency":"100ms"}`,
 				"GET /links/centralus-to-eastus2", `PUT /links/centralus-to-eastus2/latency {"latency":"100ms"}`},
@@ -375,21 +378,53 @@ func TestScenariosInjectAndRestore(t *testing.T) {
 
 // A fault that fails half-way undoes what it did.
 func TestScenarioInjectFailureUndoes(t *testing.T) {
-	f := &fakeSystem{fail: "POST /links/eastus2-to-controller/cut"}
+	f := &fakeSystem{fail: "POST /v1/components/gateway/eastus2/stop"}
 	sys := fakeSys(t, f)
 	o := Options{}
 	o.defaults(sys.Topology)
-	_, err := Scenarios["partition"].inject(t.Context(), &fault{sys: sys, opts: &o, primary: "eastus2", standby: "centralus"})
+	_, err := Scenarios["region-freeze"].inject(t.Context(), &fault{sys: sys, opts: &o, primary: "eastus2", standby: "centralus"})
 	if err == nil || !strings.Contains(err.Error(), "409") {
 		t.Fatalf("err %v", err)
 	}
-	want := []string{"POST /links/edge-to-eastus2/cut", "POST /links/controller-to-eastus2/cut", "POST /links/eastus2-to-controller/cut",
-		"POST /links/edge-to-eastus2/restore", "POST /links/controller-to-eastus2/restore"}
+	want := []string{"POST /v1/components/modelsim/eastus2/m-1/stop", "POST /v1/components/gateway/eastus2/stop",
+		"POST /v1/components/modelsim/eastus2/m-1/cont"}
 	if got := f.taken(); !slices.Equal(got, want) {
 		t.Errorf("calls %q, want %q", got, want)
 	}
-	// Without link proxies a partition is refused with the reason.
+}
+
+// The partition records the method up used, and says the limit of link
+// proxies in a note; without links it is refused with the reason.
+func TestPartitionMethod(t *testing.T) {
+	for _, tc := range []struct{ method, note string }{
+		{"netns", ""},
+		{"linkproxy", "link proxies in user space"},
+	} {
+		t.Run(tc.method, func(t *testing.T) {
+			sys := fakeSys(t, &fakeSystem{method: tc.method})
+			o := Options{}
+			o.defaults(sys.Topology)
+			fl := &fault{sys: sys, opts: &o, primary: "eastus2", standby: "centralus"}
+			restore, err := Scenarios["partition"].inject(t.Context(), fl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := restore(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			want := []string{"partition eastus2 (" + tc.method + "): did partition", "heal eastus2 (" + tc.method + "): did heal"}
+			if fl.method != tc.method || !slices.Equal(fl.detail, want) {
+				t.Errorf("method %q detail %q, want %s %q", fl.method, fl.detail, tc.method, want)
+			}
+			if tc.note == "" && fl.note != "" || !strings.Contains(fl.note, tc.note) {
+				t.Errorf("note %q, want %q", fl.note, tc.note)
+			}
+		})
+	}
+	sys := fakeSys(t, &fakeSystem{})
 	sys.State.Links = nil
+	o := Options{}
+	o.defaults(sys.Topology)
 	if _, err := Scenarios["partition"].inject(t.Context(), &fault{sys: sys, opts: &o, primary: "eastus2"}); err == nil || !strings.Contains(err.Error(), "links.enabled") {
 		t.Errorf("partition without links: %v", err)
 	}

@@ -170,7 +170,11 @@ func (r *Report) Markdown() string {
 		r.Topology, r.Pattern, r.Replication, r.Primary, r.Standby, r.EpochBefore, r.Started.UTC().Format(time.RFC3339),
 		r.Ended.Sub(r.Started).Seconds(), r.Load.ChatRate, r.Load.StreamRate, r.Load.AgentWorkers, r.Load.Model, r.Load.Agent)
 	if len(r.Fault.Detail) > 0 {
-		fmt.Fprintf(&b, "Fault: %s. Times below are relative to the injection.\n\n", strings.Join(r.Fault.Detail, "; "))
+		method := ""
+		if r.Fault.Method != "" {
+			method = " (method: " + r.Fault.Method + ")"
+		}
+		fmt.Fprintf(&b, "Fault%s: %s. Times below are relative to the injection.\n\n", method, strings.Join(r.Fault.Detail, "; "))
 	}
 	var rows [][]string
 	for _, h := range r.headline() {
@@ -282,7 +286,7 @@ pre{background:#f5f6fa;padding:.6rem;overflow:auto}svg text{font:11px system-ui,
 <p class="muted">{{.R.Description}}</p>
 <p>Topology <code>{{.R.Topology}}</code> ({{.R.Pattern}}, {{.R.Replication}} replication); primary <b>{{.R.Primary}}</b>, standby <b>{{.R.Standby}}</b>. Started {{.Started}}, ran {{.Seconds}}s.
 Load through the edge with openai-go: {{.R.Load.ChatRate}} chat/s, {{.R.Load.StreamRate}} streamed chat/s, {{.R.Load.AgentWorkers}} agent conversations.
-{{if .R.Fault.Detail}}Fault: {{range $i, $d := .R.Fault.Detail}}{{if $i}}; {{end}}{{$d}}{{end}}. Times are relative to the injection.{{end}}</p>
+{{if .R.Fault.Detail}}Fault{{if .R.Fault.Method}} (method: {{.R.Fault.Method}}){{end}}: {{range $i, $d := .R.Fault.Detail}}{{if $i}}; {{end}}{{$d}}{{end}}. Times are relative to the injection.{{end}}</p>
 {{if .R.Reasons}}<h2>Why it failed</h2><ul>{{range .R.Reasons}}<li>{{.}}</li>{{end}}</ul>{{end}}
 <table><tr><th>Measure</th><th>Value</th><th>Target</th></tr>
 {{range .Headline}}<tr><td>{{.Measure}}</td><td>{{.Value}}</td><td>{{.Target}}</td></tr>{{end}}</table>

@@ -39,6 +39,9 @@ type Report struct {
 		Injected time.Time `json:"injected,omitzero"`
 		Restored time.Time `json:"restored,omitzero"`
 		Detail   []string  `json:"detail"`
+		// Method is how the fault was made when a scenario has several
+		// ways: partition says netns or linkproxy.
+		Method string `json:"method,omitempty"`
 	} `json:"fault"`
 	Load struct {
 		ChatRate     int `json:"chat_rate"`

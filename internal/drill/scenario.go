@@ -31,6 +31,8 @@ type fault struct {
 	primary string
 	standby string
 	detail  []string // what was done, for the report
+	method  string   // how the fault was made, when a scenario has several ways (partition: netns or linkproxy)
+	note    string   // a limit of that method, said in the report
 }
 
 func (f *fault) notef(format string, a ...any) {
@@ -85,14 +87,30 @@ var Scenarios = map[string]*Scenario{
 	},
 	"partition": {
 		Name: "partition",
-		Description: "Cut the primary region off from the edge, the controller and the other regions " +
-			"by cutting the link proxies `up` places on those links (both directions).",
+		Description: "Cut the primary region off from the edge, the controller and the other regions: " +
+			"`up` takes the region's veth pair down when it runs the region in a network namespace, else cuts its link proxies (both directions).",
 		Failover: true,
-		Note: "the partition is made by cutting link proxies in user space (connections are reset at once), " +
-			"not with network namespaces and veth pairs; see docs/DRILLS.md",
 		inject: func(ctx context.Context, f *fault) (func(context.Context) error, error) {
-			links := partitionLinks(f.sys, f.primary)
-			return cutLinks(ctx, f, links, "cut")
+			if len(f.sys.State.Links) == 0 {
+				return nil, fmt.Errorf("up runs without links: set links.enabled: true in the topology so that `up` can partition a region")
+			}
+			res, err := f.sys.partition(ctx, f.primary, true)
+			if err != nil {
+				return nil, err
+			}
+			f.method = res.Method
+			f.notef("partition %s (%s): %s", f.primary, res.Method, res.Detail)
+			if res.Method == up.MethodLinkProxy {
+				f.note = "the partition was made by cutting link proxies in user space (connections are reset at once), " +
+					"not with network namespaces (root and links.isolation auto or netns); see docs/DRILLS.md"
+			}
+			return func(ctx context.Context) error {
+				res, err := f.sys.partition(ctx, f.primary, false)
+				if err == nil {
+					f.notef("heal %s (%s): %s", f.primary, res.Method, res.Detail)
+				}
+				return err
+			}, nil
 		},
 	},
 	"slow-link": {
@@ -161,37 +179,6 @@ func componentNames(cs []up.ComponentState) []string {
 		out = append(out, c.Name)
 	}
 	return out
-}
-
-// partitionLinks are the links that join region to everything else.
-func partitionLinks(sys *System, region string) []string {
-	names := []string{"edge-to-" + region, "controller-to-" + region, region + "-to-controller"}
-	for _, r := range sys.Topology.RegionNames() {
-		if r != region {
-			names = append(names, region+"-to-"+r, r+"-to-"+region)
-		}
-	}
-	return names
-}
-
-func cutLinks(ctx context.Context, f *fault, names []string, action string) (func(context.Context) error, error) {
-	var done []string
-	restore := func(ctx context.Context) error {
-		var errs []error
-		for _, n := range done {
-			errs = append(errs, f.sys.linkAction(ctx, n, "restore"))
-		}
-		f.notef("restored links %s", strings.Join(done, ", "))
-		return errors.Join(errs...)
-	}
-	for _, n := range names {
-		if err := f.sys.linkAction(ctx, n, action); err != nil {
-			return nil, errors.Join(err, restore(context.WithoutCancel(ctx)))
-		}
-		done = append(done, n)
-	}
-	f.notef("%s links %s", action, strings.Join(names, ", "))
-	return restore, nil
 }
 
 // setFaults sets faults on every model server of a region.

@@ -256,13 +256,15 @@ func (s *System) control(ctx context.Context, path string) error {
 	return s.call(ctx, "POST", s.State.Control+path, nil, nil)
 }
 
-// linkAction posts cut, blackhole or restore to a link proxy.
-func (s *System) linkAction(ctx context.Context, name, action string) error {
-	l, ok := s.Link(name)
-	if !ok {
-		return fmt.Errorf("no link proxy %q: set links.enabled: true in the topology so that `up` places link proxies", name)
+// partition asks up's control API to partition region (or heal it).
+func (s *System) partition(ctx context.Context, region string, cut bool) (up.PartitionResult, error) {
+	action := "heal"
+	if cut {
+		action = "partition"
 	}
-	return s.call(ctx, "POST", l.Admin+"/"+action, nil, nil)
+	var res up.PartitionResult
+	err := s.call(ctx, "POST", s.State.Control+"/v1/regions/"+region+"/"+action, nil, &res)
+	return res, err
 }
 
 // linkLatency sets a link proxy's latency and returns the one it had.

@@ -126,6 +126,7 @@ func (t *Topology) Default() {
 	setDur(&c.Cooldown, 5*time.Minute)
 
 	setStr(&t.Agents.Dir, "agents")
+	setStr(&t.Links.Isolation, IsolationAuto)
 }
 
 func setInt(p *int, v int) {

@@ -343,7 +343,20 @@ type Links struct {
 	Enabled bool `yaml:"enabled"`
 	// Latency is the one-way latency each link proxy adds. Default 0.
 	Latency Duration `yaml:"latency"`
+	// Isolation is how `up` can cut a region off for the partition drill:
+	// "netns" runs each region in its own network namespace joined to the
+	// host by a veth pair (root only), "proxy" relies on the link proxies
+	// alone, "auto" picks netns when it is available and the topology
+	// allows it (see NetnsBlockers), else proxy. Default "auto".
+	Isolation string `yaml:"isolation"`
 }
+
+// The values of links.isolation.
+const (
+	IsolationAuto  = "auto"
+	IsolationNetns = "netns"
+	IsolationProxy = "proxy"
+)
 
 // Duration is a time.Duration written as a Go duration string ("1.5s", "5m").
 type Duration time.Duration

@@ -2,7 +2,9 @@ package topology
 
 import (
 	"fmt"
+	"maps"
 	"net"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"slices"
@@ -282,6 +284,15 @@ func (t *Topology) Validate() error {
 	if t.Links.Latency < 0 {
 		ps.add("links.latency", "must not be negative")
 	}
+	switch t.Links.Isolation {
+	case IsolationAuto, IsolationProxy:
+	case IsolationNetns:
+		for _, b := range t.NetnsBlockers() {
+			ps.add("links.isolation", "netns: %s", b)
+		}
+	default:
+		ps.add("links.isolation", "%q is not one of auto, netns, proxy", t.Links.Isolation)
+	}
 	return ps.err()
 }
 
@@ -311,4 +322,52 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(ks)
 	return ks
+}
+
+// NetnsBlockers lists what in the topology keeps `up` from running its
+// regions in network namespaces (links.isolation: netns); empty when
+// nothing does. A region in a namespace reaches only its own model servers
+// and the link proxies on the host side of its veth, so its backends must
+// be sims started by `up` and its store a local file; the controller
+// starts a hot-cold standby itself, outside any namespace; and `up` lets
+// admin APIs answer peers that are not on loopback (the host side of each
+// veth), which is only safe while the edge and the controller listen on
+// loopback.
+func (t *Topology) NetnsBlockers() []string {
+	var out []string
+	if !t.Links.Enabled {
+		out = append(out, "needs links.enabled: true")
+	}
+	if t.Pattern == HotCold {
+		out = append(out, "pattern hot-cold: the controller starts the standby's gateway outside any namespace")
+	}
+	for _, r := range t.Regions {
+		if r.Store.Driver != "" && r.Store.Driver != "sqlite" {
+			out = append(out, fmt.Sprintf("region %s: store %s is not reachable from a namespace (sqlite only)", r.Name, r.Store.Driver))
+		}
+		for _, dep := range slices.Sorted(maps.Keys(r.Backends)) {
+			for _, b := range r.Backends[dep] {
+				if b.Kind != KindSim {
+					out = append(out, fmt.Sprintf("region %s: backend %s of %s is %s (sim only: a namespace has no route out)", r.Name, b.Name, dep, b.Kind))
+				}
+			}
+		}
+	}
+	if !t.Admin.AllowRemote {
+		for field, addr := range map[string]string{"edge.listen": t.Edge.Listen, "controller.listen": t.Controller.Listen} {
+			if host, _, err := net.SplitHostPort(addr); err == nil && !isLoopbackHost(host) {
+				out = append(out, fmt.Sprintf("%s %s is not on loopback (up sets admin.allow_remote for the namespaces)", field, addr))
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func isLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
 }

@@ -105,6 +105,13 @@ func (u *Up) Region(region string) []string {
 // kill and down answer once the processes have exited.
 //
 //	POST /v1/regions/{region}/up     start the region's stopped components
+//	POST /v1/regions/{region}/partition  cut the region off from the edge,
+//	                                     the controller and the other regions
+//	POST /v1/regions/{region}/heal       undo it
+//
+// partition and heal answer a PartitionResult: the method used (netns: the
+// namespace end of the region's veth pair down; linkproxy: its link
+// proxies cut) and what was done.
 func (u *Up) ControlHandler(token string) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/components", func(w http.ResponseWriter, r *http.Request) {
@@ -154,6 +161,14 @@ func (u *Up) ControlHandler(token string) http.Handler {
 					break
 				}
 			}
+		case "partition", "heal":
+			res, err := u.Partition(r.Context(), r.PathValue("region"), r.PathValue("action") == "partition")
+			if err != nil {
+				writeErr(w, http.StatusConflict, err.Error())
+				return
+			}
+			writeJSON(w, http.StatusOK, res)
+			return
 		default:
 			writeErr(w, http.StatusNotFound, "unknown action "+r.PathValue("action"))
 			return

@@ -123,7 +123,7 @@ func (u *Up) startLinks(ctx context.Context, resolved []byte) error {
 	reserved := reservedPorts(t)
 	for _, pl := range plan {
 		name := LinkName(pl.from, pl.to)
-		p, err := u.startProxy(ctx, name, pl.upstream, reserved)
+		p, err := u.startProxy(ctx, name, u.linkListenHost(pl.from), pl.upstream, reserved)
 		if err != nil {
 			return err
 		}
@@ -187,9 +187,9 @@ func (u *Up) startLinks(ctx context.Context, resolved []byte) error {
 // startProxy starts one link proxy on a free loopback port that is none of
 // the reserved ones: the ports Resolve picked are free but not yet bound
 // by their components, and the kernel may offer them again.
-func (u *Up) startProxy(ctx context.Context, name, upstream string, reserved map[string]bool) (*linkproxy.Proxy, error) {
+func (u *Up) startProxy(ctx context.Context, name, host, upstream string, reserved map[string]bool) (*linkproxy.Proxy, error) {
 	for range 20 {
-		p := linkproxy.New(linkproxy.Config{Name: name, Listen: "127.0.0.1:0", Upstream: upstream, Latency: u.Topology.Links.Latency.D()},
+		p := linkproxy.New(linkproxy.Config{Name: name, Listen: net.JoinHostPort(host, "0"), Upstream: upstream, Latency: u.Topology.Links.Latency.D()},
 			u.opts.Log.With("link", name))
 		// The proxies outlive Start's context: they stop in Close.
 		if err := p.Start(context.WithoutCancel(ctx)); err != nil {

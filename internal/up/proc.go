@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/understudy/understudy/internal/netns"
 )
 
 // Spec says how to start one component.
@@ -20,6 +22,7 @@ type Spec struct {
 	Kind   string   // modelsim, gateway, edge, controller, linkproxy
 	Region string   // empty for global components
 	Args   []string // arguments after the binary
+	Netns  string   // network namespace to run in (`ip netns exec`), or ""
 }
 
 // Proc is a running component.
@@ -54,6 +57,9 @@ func start(ctx context.Context, bin string, s Spec, logPath string, readyTimeout
 		return nil, err
 	}
 	cmd := exec.Command(bin, s.Args...)
+	if s.Netns != "" {
+		cmd = netns.Command(s.Netns, bin, s.Args...)
+	}
 	cmd.Stderr = logf
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

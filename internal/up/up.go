@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/understudy/understudy/internal/netns"
 	"github.com/understudy/understudy/internal/topology"
 )
 
@@ -35,7 +36,11 @@ type Options struct {
 	ReadyTimeout time.Duration
 	// Grace is how long a stopping child gets before SIGKILL. Default 5s.
 	Grace time.Duration
-	Log   *slog.Logger
+	// NetnsAvailable returns nil when network namespaces can be created,
+	// else why not (links.isolation auto and netns). Default
+	// netns.Available.
+	NetnsAvailable func(ctx context.Context) error
+	Log            *slog.Logger
 }
 
 // Up is one run of a topology's components.
@@ -53,7 +58,8 @@ type Up struct {
 	control    string // the control API's URL
 	controlSrv *http.Server
 	waitCtx    context.Context
-	links      *linkSet // link proxies when links.enabled (links.go)
+	links      *linkSet   // link proxies when links.enabled (links.go)
+	iso        *isolation // how regions are cut off when links.enabled (isolate.go)
 }
 
 // New prepares a run of the topology file at path; it starts nothing.
@@ -82,6 +88,11 @@ func New(path string, opts Options) (*Up, error) {
 	}
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.NetnsAvailable == nil {
+		opts.NetnsAvailable = func(ctx context.Context) error {
+			return netns.Available(ctx, fmt.Sprintf("%s%d-probe", nsPrefix, os.Getpid()))
+		}
 	}
 	return &Up{path: path, opts: opts}, nil
 }
@@ -116,17 +127,9 @@ func (u *Up) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("resolve ports: %w", err)
 	}
-	t, err := topology.Parse(bytes.NewReader(resolved))
+	t, err := u.parseResolved(resolved, dir)
 	if err != nil {
-		return fmt.Errorf("resolved topology: %w", err)
-	}
-	t.Dir = dir
-	if err := t.ExpandSecrets(u.opts.Getenv); err != nil {
 		return err
-	}
-	t.Default()
-	if err := t.Validate(); err != nil {
-		return fmt.Errorf("resolved topology: %w", err)
 	}
 	u.Topology = t
 	dataDir := t.Path(t.DataDir)
@@ -145,6 +148,22 @@ func (u *Up) Start(ctx context.Context) (err error) {
 			u.Close(context.Background())
 		}
 	}()
+	isolated, err := u.chooseIsolation(ctx, resolved)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(isolated, resolved) {
+		resolved = isolated
+		if u.Topology, err = u.parseResolved(resolved, dir); err != nil {
+			return err
+		}
+		if err := os.WriteFile(u.TopologyPath, resolved, 0o600); err != nil {
+			return err
+		}
+	}
+	if line := u.isolationLine(); line != "" {
+		fmt.Fprintln(u.opts.Stdout, line)
+	}
 	u.serveControl(ctl)
 	if err := u.startLinks(ctx, resolved); err != nil {
 		return err
@@ -176,6 +195,38 @@ func (u *Up) Start(ctx context.Context) (err error) {
 	return nil
 }
 
+// parseResolved parses, defaults and validates a resolved topology's text.
+func (u *Up) parseResolved(resolved []byte, dir string) (*topology.Topology, error) {
+	t, err := topology.Parse(bytes.NewReader(resolved))
+	if err != nil {
+		return nil, fmt.Errorf("resolved topology: %w", err)
+	}
+	t.Dir = dir
+	if err := t.ExpandSecrets(u.opts.Getenv); err != nil {
+		return nil, err
+	}
+	t.Default()
+	if err := t.Validate(); err != nil {
+		return nil, fmt.Errorf("resolved topology: %w", err)
+	}
+	return t, nil
+}
+
+// isolationLine describes the isolation for up's output, or "".
+func (u *Up) isolationLine() string {
+	if u.iso == nil {
+		return ""
+	}
+	line := "isolation method=" + u.iso.method
+	for _, n := range u.Namespaces() {
+		line += fmt.Sprintf(" %s=%s(%s)", n.Region, n.Netns, n.Addr)
+	}
+	if u.iso.reason != "" {
+		line += fmt.Sprintf(" reason=%q", u.iso.reason)
+	}
+	return line
+}
+
 // specs lists the components in start order: model servers, gateways, edge,
 // controller. A hot-cold standby's gateway is left to the controller.
 func (u *Up) specs() []Spec {
@@ -203,7 +254,8 @@ func (u *Up) specs() []Spec {
 				if b.Sim.TPM > 0 {
 					args = append(args, "--tpm", strconv.Itoa(b.Sim.TPM))
 				}
-				specs = append(specs, Spec{Name: "modelsim/" + rn + "/" + b.Name, Kind: "modelsim", Region: rn, Args: args})
+				specs = append(specs, Spec{Name: "modelsim/" + rn + "/" + b.Name, Kind: "modelsim", Region: rn, Args: args,
+					Netns: u.regionNetns(rn)})
 			}
 		}
 	}
@@ -212,7 +264,7 @@ func (u *Up) specs() []Spec {
 			continue
 		}
 		specs = append(specs, Spec{Name: "gateway/" + rn, Kind: "gateway", Region: rn,
-			Args: []string{"gateway", "-f", u.TopologyPath, "--region", rn}})
+			Args: []string{"gateway", "-f", u.TopologyPath, "--region", rn}, Netns: u.regionNetns(rn)})
 	}
 	for _, kind := range []string{"edge", "controller"} {
 		if u.opts.Has(kind) {
@@ -259,6 +311,7 @@ func (u *Up) Close(ctx context.Context) error {
 	if u.controlSrv != nil {
 		u.controlSrv.Close()
 	}
+	defer u.closeIsolation() // last: the components and proxies are gone
 	defer u.closeLinks()
 	ps := u.procs.list()
 	for i := len(ps) - 1; i >= 0; i-- {
@@ -281,6 +334,10 @@ type State struct {
 	// Links are the link proxies (links.enabled); LinksAdmin their admin API.
 	Links      []LinkState `json:"links,omitempty"`
 	LinksAdmin string      `json:"links_admin,omitempty"`
+	// Isolation is how a partition cuts a region off (links.enabled):
+	// "netns" (Namespaces lists each region's) or "linkproxy".
+	Isolation  string           `json:"isolation,omitempty"`
+	Namespaces []NamespaceState `json:"namespaces,omitempty"`
 }
 
 // ComponentState is one component in up.json.
@@ -292,13 +349,16 @@ type ComponentState struct {
 	URL    string   `json:"url"`
 	Log    string   `json:"log"`
 	Args   []string `json:"args"`
+	// Netns is the network namespace the component runs in, if any.
+	Netns string `json:"netns,omitempty"`
 }
 
 func (u *Up) writeState() error {
-	st := State{Topology: u.TopologyPath, Pid: os.Getpid(), Control: u.control, Links: u.Links(), LinksAdmin: u.LinksAdmin()}
+	st := State{Topology: u.TopologyPath, Pid: os.Getpid(), Control: u.control, Links: u.Links(), LinksAdmin: u.LinksAdmin(),
+		Isolation: u.Isolation(), Namespaces: u.Namespaces()}
 	for _, p := range u.procs.list() {
 		st.Components = append(st.Components, ComponentState{Name: p.Name, Kind: p.Kind, Region: p.Region,
-			Pid: p.Pid(), URL: p.URL, Log: p.Log, Args: p.Args})
+			Pid: p.Pid(), URL: p.URL, Log: p.Log, Args: p.Args, Netns: p.Netns})
 	}
 	data, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {

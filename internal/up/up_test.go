@@ -30,6 +30,8 @@ func TestMain(m *testing.M) {
 		os.Exit(3)
 	case "hang":
 		select {}
+	case "serve":
+		serveChild(os.Args[1:])
 	}
 }
 
