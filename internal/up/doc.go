@@ -11,4 +11,10 @@
 // restarted silently. On stop, children get SIGTERM, then SIGKILL after a
 // grace period. The state file up.json in the data directory lists each
 // component's pid, URL and log, for drills and operators.
+//
+// With links.enabled, link proxies sit on every link between failure
+// domains (links.go), and, as root, each region runs in a network
+// namespace of its own behind a veth pair (isolate.go), so that the
+// control API's partition takes a region's network down for real; without
+// root a partition cuts the region's link proxies.
 package up

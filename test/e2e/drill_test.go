@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/understudy/understudy/internal/netns"
 )
 
 // drillTopology: two regions with link proxies on every link, sync
@@ -50,6 +53,7 @@ type drillReport struct {
 	} `json:"targets"`
 	Fault struct {
 		Detail []string `json:"detail"`
+		Method string   `json:"method"`
 	} `json:"fault"`
 	Load struct {
 		Total struct {
@@ -193,8 +197,31 @@ func TestDrills(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs eight drills of about 15-25s each")
 	}
-	dir, _ := startUp(t, fmt.Sprintf(drillTopology, e2eKey, e2eAdmin, e2eModel, "10s"), 6)
+	// As root (always in CI) up runs each region in a network namespace
+	// and the partition takes its veth down; otherwise it cuts link
+	// proxies.
+	wantMethod := "linkproxy"
+	if os.Getenv("CI") == "true" || netns.Available(t.Context(), fmt.Sprintf("us-e2e-%d-probe", os.Getpid())) == nil {
+		wantMethod = "netns"
+	}
+	var upPid int
+	t.Cleanup(func() { // runs after up has stopped (cleanups run last-registered first)
+		names, err := netns.List(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range names {
+			if pid, ok := netns.Owner(n, "us-"); ok && pid == upPid {
+				t.Errorf("up (pid %d) left namespace %s behind", upPid, n)
+			}
+		}
+	})
+	dir, st := startUp(t, fmt.Sprintf(drillTopology, e2eKey, e2eAdmin, e2eModel, "10s"), 6)
+	upPid = st.Pid
 	topo := filepath.Join(dir, "topology.yaml")
+	if st.Isolation != wantMethod || (wantMethod == "netns") != (len(st.Namespaces) == 2) {
+		t.Fatalf("up isolates with %q (namespaces %+v), want %s", st.Isolation, st.Namespaces, wantMethod)
+	}
 
 	failover := func(t *testing.T, rep drillReport) {
 		t.Helper()
@@ -286,8 +313,15 @@ func TestDrills(t *testing.T) {
 		{"region-freeze", nil, failover},
 		{"partition", nil, func(t *testing.T, rep drillReport) {
 			failover(t, rep)
-			if d := strings.Join(rep.Fault.Detail, " "); !strings.Contains(d, "cut links edge-to-eastus2, controller-to-eastus2, eastus2-to-controller, eastus2-to-centralus, centralus-to-eastus2") {
-				t.Errorf("fault %q", d)
+			want := "partition eastus2 (linkproxy): cut links edge-to-eastus2, controller-to-eastus2, eastus2-to-controller, eastus2-to-centralus, centralus-to-eastus2"
+			if wantMethod == "netns" {
+				want = fmt.Sprintf("partition eastus2 (netns): set eth0 in namespace us-%d-eastus2 (", upPid)
+			}
+			if d := strings.Join(rep.Fault.Detail, " "); rep.Fault.Method != wantMethod || !strings.Contains(d, want) || !strings.Contains(d, "heal eastus2 ("+wantMethod+")") {
+				t.Errorf("fault by %q: %q, want %s: %q", rep.Fault.Method, d, wantMethod, want)
+			}
+			if note := strings.Join(rep.Notes, " "); strings.Contains(note, "link proxies in user space") != (wantMethod == "linkproxy") {
+				t.Errorf("notes %q", note)
 			}
 		}},
 	} {

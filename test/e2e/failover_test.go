@@ -52,7 +52,15 @@ metadata: {version: "1"}
 
 // upState is the part of up.json the tests read.
 type upState struct {
-	Topology   string `json:"topology"`
+	Topology string `json:"topology"`
+	Pid      int    `json:"pid"`
+	// Isolation is how up partitions a region (netns or linkproxy), and
+	// Namespaces its regions' namespaces (netns).
+	Isolation  string `json:"isolation"`
+	Namespaces []struct {
+		Region string `json:"region"`
+		Netns  string `json:"netns"`
+	} `json:"namespaces"`
 	Components []struct {
 		Name string   `json:"name"`
 		Pid  int      `json:"pid"`
@@ -81,7 +89,21 @@ func startUp(t *testing.T, topo string, want int) (dir string, st upState) {
 	if err := os.WriteFile(path, []byte(topo), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	start(t, "up", "up", "-f", path)
+	p := start(t, "up", "up", "-f", path)
+	// up gets SIGTERM first, so it stops its components and deletes the
+	// network namespaces it made (start's own cleanup then has nothing
+	// left to kill).
+	t.Cleanup(func() {
+		p.terminate(30 * time.Second)
+		if t.Failed() { // the components' logs are gone with the directory
+			logs, _ := filepath.Glob(filepath.Join(dir, "data", "logs", "*.log"))
+			for _, l := range logs {
+				data, _ := os.ReadFile(l)
+				lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+				t.Logf("--- %s (last 60 lines) ---\n%s", filepath.Base(l), strings.Join(lines[max(0, len(lines)-60):], "\n"))
+			}
+		}
+	})
 	waitFor(t, 60*time.Second, "up to start every component", func() bool {
 		data, err := os.ReadFile(filepath.Join(dir, "data", "up.json"))
 		if err != nil || json.Unmarshal(data, &st) != nil {

@@ -6,18 +6,17 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
-	"os/exec"
 	"runtime"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/understudy/understudy/internal/netns"
 )
 
 // A private network of Linux network namespaces for partition tests: one
@@ -48,9 +47,8 @@ type nsNode struct {
 
 // nsLink is one veth pair between two namespaces.
 type nsLink struct {
-	a, b         *nsNode
-	devA, devB   string
-	addrA, addrB string
+	a, b *nsNode
+	veth netns.Link
 }
 
 // netLab is the namespaces and links of one test.
@@ -67,56 +65,19 @@ func requireNetns(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs processes in network namespaces")
 	}
-	unavailable := func(format string, args ...any) {
-		t.Helper()
+	if err := netns.Available(t.Context(), fmt.Sprintf("%s%d-probe", netnsPrefix, os.Getpid())); err != nil {
 		if os.Getenv("CI") == "true" {
-			t.Fatalf("network namespaces are required under CI: "+format, args...)
+			t.Fatalf("network namespaces are required under CI: %v", err)
 		}
-		t.Skipf("network namespaces unavailable: "+format, args...)
+		t.Skipf("network namespaces unavailable: %v", err)
 	}
-	if os.Geteuid() != 0 {
-		unavailable("not root (uid %d)", os.Geteuid())
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		unavailable("no ip command (iproute2): %v", err)
-	}
-	probe := fmt.Sprintf("%s%d-probe", netnsPrefix, os.Getpid())
-	if out, err := exec.Command("ip", "netns", "add", probe).CombinedOutput(); err != nil {
-		unavailable("ip netns add: %v: %s", err, strings.TrimSpace(string(out)))
-	}
-	exec.Command("ip", "netns", "del", probe).Run()
 }
 
 // ipCmd runs ip with args and fails the test on error.
 func ipCmd(t *testing.T, args ...string) {
 	t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
-	}
-}
-
-// sweepStaleNamespaces deletes namespaces a killed earlier run of these
-// tests left behind (their pid is gone).
-func sweepStaleNamespaces() {
-	out, err := exec.Command("ip", "netns", "list").Output()
-	if err != nil {
-		return
-	}
-	for line := range strings.Lines(string(out)) {
-		name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
-		rest, ok := strings.CutPrefix(name, netnsPrefix)
-		if !ok {
-			continue
-		}
-		pidStr, _, _ := strings.Cut(rest, "-")
-		pid, err := strconv.Atoi(pidStr)
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		if syscall.Kill(pid, 0) == nil {
-			continue // that run is still going
-		}
-		exec.Command("ip", "netns", "del", name).Run()
+	if err := netns.IP(t.Context(), args...); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -127,18 +88,22 @@ func sweepStaleNamespaces() {
 func newNetLab(t *testing.T, names ...string) *netLab {
 	t.Helper()
 	requireNetns(t)
-	sweepStaleNamespaces()
+	// Namespaces a killed earlier run of these tests left behind.
+	if _, err := netns.Sweep(t.Context(), netnsPrefix); err != nil {
+		t.Logf("sweep: %v", err)
+	}
 	lab := &netLab{t: t, nodes: map[string]*nsNode{}}
 	id := labSeq.Add(1)
 	for i, name := range names {
 		n := &nsNode{name: name, ns: fmt.Sprintf("%s%d-%d-%s", netnsPrefix, os.Getpid(), id, name), ip: fmt.Sprintf("10.77.0.%d", i+1)}
-		ipCmd(t, "netns", "add", n.ns)
+		if err := netns.Add(t.Context(), n.ns); err != nil {
+			t.Fatal(err)
+		}
 		t.Cleanup(func() {
-			if out, err := exec.Command("ip", "netns", "del", n.ns).CombinedOutput(); err != nil {
-				t.Errorf("delete namespace %s: %v: %s", n.ns, err, out)
+			if err := netns.Delete(context.Background(), n.ns); err != nil {
+				t.Errorf("delete namespace: %v", err)
 			}
 		})
-		ipCmd(t, "-n", n.ns, "link", "set", "lo", "up")
 		ipCmd(t, "-n", n.ns, "addr", "add", n.ip+"/32", "dev", "lo")
 		lab.nodes[name] = n
 	}
@@ -159,12 +124,12 @@ func (lab *netLab) link(a, b string) {
 	t := lab.t
 	t.Helper()
 	k := len(lab.links) + 1
-	l := &nsLink{a: lab.node(a), b: lab.node(b),
-		devA: fmt.Sprintf("v%d-%s%s", k, a, b), devB: fmt.Sprintf("v%d-%s%s", k, b, a),
-		addrA: fmt.Sprintf("10.77.%d.1", k), addrB: fmt.Sprintf("10.77.%d.2", k)}
-	ipCmd(t, "-n", l.a.ns, "link", "add", l.devA, "type", "veth", "peer", "name", l.devB, "netns", l.b.ns)
-	ipCmd(t, "-n", l.a.ns, "addr", "add", l.addrA+"/30", "dev", l.devA)
-	ipCmd(t, "-n", l.b.ns, "addr", "add", l.addrB+"/30", "dev", l.devB)
+	l := &nsLink{a: lab.node(a), b: lab.node(b)}
+	l.veth = netns.Link{ANS: l.a.ns, ADev: fmt.Sprintf("v%d-%s%s", k, a, b), BNS: l.b.ns, BDev: fmt.Sprintf("v%d-%s%s", k, b, a),
+		A: netip.MustParsePrefix(fmt.Sprintf("10.77.%d.1/30", k)), B: netip.MustParsePrefix(fmt.Sprintf("10.77.%d.2/30", k))}
+	if err := l.veth.Add(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	lab.links = append(lab.links, l)
 	lab.up(l)
 }
@@ -174,10 +139,11 @@ func (lab *netLab) link(a, b string) {
 func (lab *netLab) up(l *nsLink) {
 	t := lab.t
 	t.Helper()
-	ipCmd(t, "-n", l.a.ns, "link", "set", l.devA, "up")
-	ipCmd(t, "-n", l.b.ns, "link", "set", l.devB, "up")
-	ipCmd(t, "-n", l.a.ns, "route", "replace", l.b.ip+"/32", "via", l.addrB, "dev", l.devA)
-	ipCmd(t, "-n", l.b.ns, "route", "replace", l.a.ip+"/32", "via", l.addrA, "dev", l.devB)
+	if err := l.veth.Set(t.Context(), true, true, true); err != nil {
+		t.Fatal(err)
+	}
+	ipCmd(t, "-n", l.a.ns, "route", "replace", l.b.ip+"/32", "via", l.veth.B.Addr().String(), "dev", l.veth.ADev)
+	ipCmd(t, "-n", l.b.ns, "route", "replace", l.a.ip+"/32", "via", l.veth.A.Addr().String(), "dev", l.veth.BDev)
 }
 
 func (lab *netLab) find(a, b string) *nsLink {
@@ -200,11 +166,11 @@ func (lab *netLab) isolate(node string, from ...string) {
 	t.Helper()
 	for _, other := range from {
 		l := lab.find(node, other)
-		far, dev := l.b, l.devB
-		if l.b.name == node {
-			far, dev = l.a, l.devA
+		// Down at the far end: A is the far end when node is B.
+		farIsA := l.b.name == node
+		if err := l.veth.Set(t.Context(), farIsA, !farIsA, false); err != nil {
+			t.Fatal(err)
 		}
-		ipCmd(t, "-n", far.ns, "link", "set", dev, "down")
 	}
 }
 

@@ -129,6 +129,24 @@ func start(t *testing.T, name string, args ...string) *proc {
 	return p
 }
 
+// terminate sends SIGTERM and waits up to grace for the process to exit;
+// SIGKILL after that.
+func (p *proc) terminate(grace time.Duration) {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(grace):
+		cmd.Process.Kill()
+		<-done
+	}
+}
+
 // launch starts the process and waits for its ready line. It may run
 // outside the test goroutine (it never calls t.Fatal).
 func (p *proc) launch(bin string) error {
