@@ -94,13 +94,27 @@ func startUp(t *testing.T, topo string, want int) (dir string, st upState) {
 	// network namespaces it made (start's own cleanup then has nothing
 	// left to kill).
 	t.Cleanup(func() {
+		if t.Failed() {
+			// Each gateway writes its goroutines to its log and exits: a
+			// hung request shows where it waits.
+			for _, c := range st.Components {
+				if strings.HasPrefix(c.Name, "gateway/") && c.Pid > 0 {
+					syscall.Kill(c.Pid, syscall.SIGQUIT)
+				}
+			}
+			<-time.After(time.Second)
+		}
 		p.terminate(30 * time.Second)
-		if t.Failed() { // the components' logs are gone with the directory
+		if t.Failed() { // the components' logs are gone with the directory: keep them
+			keep := filepath.Join(os.TempDir(), "understudy-e2e-failed", strings.ReplaceAll(t.Name(), "/", "_"))
+			os.MkdirAll(keep, 0o755)
 			logs, _ := filepath.Glob(filepath.Join(dir, "data", "logs", "*.log"))
 			for _, l := range logs {
 				data, _ := os.ReadFile(l)
+				os.WriteFile(filepath.Join(keep, filepath.Base(l)), data, 0o644)
 				lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-				t.Logf("--- %s (last 60 lines) ---\n%s", filepath.Base(l), strings.Join(lines[max(0, len(lines)-60):], "\n"))
+				t.Logf("--- %s (last 60 lines; whole log and goroutine dump kept in %s) ---\n%s",
+					filepath.Base(l), keep, strings.Join(lines[max(0, len(lines)-60):], "\n"))
 			}
 		}
 	})
