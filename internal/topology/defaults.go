@@ -32,6 +32,7 @@ func (t *Topology) Default() {
 		r := &t.Regions[i]
 		setInt(&r.Priority, i+1)
 		setInt(&r.Weight, 100)
+		setInt(&r.Replicas, 1)
 		if r.URL == "" && r.Listen != "" {
 			r.URL = "http://" + r.Listen
 		}

@@ -116,6 +116,8 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"secret missing", "secret: repl-0123456789abcdef", "secret: ${REPL_SECRET}", "replication.secret", "REPL_SECRET is not set"},
 		{"fallback unknown", "    capacity: 100\n", "    capacity: 100\n    fallbacks: [gpt-9]\n", "deployments[0].fallbacks[0]", "unknown deployment"},
 		{"engine needs postgres", "mode: sync ", "transport: engine\n  mode: sync ", "regions[0].store.driver", "needs postgres"},
+		{"replicas need postgres", "    priority: 2\n", "    priority: 2\n    replicas: 2\n", "regions[1].replicas", "need store.driver postgres"},
+		{"replicas bound", "    priority: 2\n", "    priority: 2\n    replicas: 17\n", "regions[1].replicas", "must be 1..16"},
 		{"start command outside hot-cold", "    priority: 2\n", "    priority: 2\n    start_command: [x]\n", "regions[1].start_command", "only used with pattern hot-cold"},
 	}
 	for _, tt := range tests {
@@ -210,4 +212,35 @@ func FuzzParse(f *testing.F) {
 		tp.Default()
 		_ = tp.Validate()
 	})
+}
+
+func TestReplicas(t *testing.T) {
+	pg := "    priority: 2\n    replicas: 2\n    store: {driver: postgres, dsn: postgres://db/x}\n"
+	tests := []struct {
+		name    string
+		pattern string
+		wantErr string
+	}{
+		{"postgres hot-warm", "pattern: hot-warm", ""},
+		{"postgres hot-cold", "pattern: hot-cold", "regions[1].replicas"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := strings.Replace(string(example()), "    priority: 2\n", pg, 1)
+			src = strings.Replace(src, "pattern: hot-warm", tt.pattern, 1)
+			tp, err := load(t, []byte(src), nil)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := []int{tp.Regions[0].Replicas, tp.Regions[1].Replicas}; got[0] != 1 || got[1] != 2 {
+					t.Fatalf("replicas = %v, want [1 2] (default 1)", got)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("error = %v, want one naming %s", err, tt.wantErr)
+			}
+		})
+	}
 }

@@ -142,6 +142,11 @@ type Region struct {
 	// URL is how other components reach this region's gateway.
 	// Default "http://" + Listen.
 	URL string `yaml:"url"`
+	// Replicas is the number of gateway processes serving the region, all
+	// on the region's one database, behind the region's load balancer at
+	// URL. More than 1 needs store.driver postgres (a sqlite file belongs
+	// to one process). Default 1.
+	Replicas int `yaml:"replicas"`
 	// Store is where this region keeps its state.
 	Store Store `yaml:"store"`
 	// Backends lists, per deployment name, the backends that serve it here.

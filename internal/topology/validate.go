@@ -11,6 +11,9 @@ import (
 	"strconv"
 )
 
+// MaxReplicas is the most gateway replicas a region may have.
+const MaxReplicas = 16
+
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 
 // Validate checks a defaulted topology and returns every problem at once
@@ -140,6 +143,14 @@ func (t *Topology) Validate() error {
 			}
 		default:
 			ps.add(f+".store.driver", "%q is not one of sqlite, postgres", r.Store.Driver)
+		}
+		switch {
+		case r.Replicas < 1 || r.Replicas > MaxReplicas:
+			ps.add(f+".replicas", "must be 1..%d", MaxReplicas)
+		case r.Replicas > 1 && r.Store.Driver != "postgres":
+			ps.add(f+".replicas", "%d replicas need store.driver postgres (a sqlite file belongs to one process)", r.Replicas)
+		case r.Replicas > 1 && t.Pattern == HotCold:
+			ps.add(f+".replicas", "pattern hot-cold starts one gateway per region on failover; use replicas 1")
 		}
 		if r.Store.MaxConns < 1 {
 			ps.add(f+".store.max_conns", "must be positive")
