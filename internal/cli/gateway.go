@@ -14,10 +14,11 @@ func init() {
 	register(&Command{
 		Name:  "gateway",
 		Short: "serve one region's AI gateway (OpenAI and Azure OpenAI surfaces, backend pools)",
-		Usage: "-f topology.yaml --region NAME",
+		Usage: "-f topology.yaml --region NAME [--listen ADDR]",
 		Flags: func(fs *flag.FlagSet) {
 			fs.String("f", "topology.yaml", "topology file")
 			fs.String("region", "", "region to serve (required)")
+			fs.String("listen", "", "address to listen on instead of the region's listen (a replica behind the region's load balancer; port 0 picks one)")
 			fs.String("log-level", "info", "debug, info, warn or error (the access log is info)")
 		},
 		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error {
@@ -41,9 +42,13 @@ func init() {
 			if err != nil {
 				return err
 			}
-			ln, err := net.Listen("tcp", r.Listen)
+			addr := r.Listen
+			if v := fs.Lookup("listen").Value.String(); v != "" {
+				addr = v
+			}
+			ln, err := net.Listen("tcp", addr)
 			if err != nil {
-				return fmt.Errorf("listen %s: %w", r.Listen, err)
+				return fmt.Errorf("listen %s: %w", addr, err)
 			}
 			fmt.Fprintf(env.Stdout, "ready component=gateway region=%s url=http://%s\n", name, ln.Addr())
 			return srv.Run(ctx, ln)

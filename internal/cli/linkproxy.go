@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/understudy/understudy/internal/linkproxy"
@@ -21,7 +22,7 @@ func init() {
 		Flags: func(fs *flag.FlagSet) {
 			fs.String("name", "link", "link name in logs and in the admin API")
 			fs.String("listen", "127.0.0.1:0", "address clients connect to (port 0 picks one)")
-			fs.String("upstream", "", "address every connection is forwarded to (required)")
+			fs.String("upstream", "", "address every connection is forwarded to (required); several, comma-separated, are balanced round robin per connection")
 			fs.Duration("latency", 0, "one-way latency added in each direction")
 			fs.Duration("jitter", 0, "each chunk's delay varies within ±jitter")
 			fs.String("admin", "", "address of the admin API (cut, blackhole, restore, latency); off when empty")
@@ -46,6 +47,9 @@ func runLinkproxy(ctx context.Context, env *Env, fs *flag.FlagSet, args []string
 	}
 	if cfg.Upstream == "" {
 		return usageErr("--upstream is required")
+	}
+	if ups := strings.Split(cfg.Upstream, ","); len(ups) > 1 {
+		cfg.Upstream, cfg.Upstreams = "", ups
 	}
 	if err := cfg.Validate(); err != nil {
 		return usageErr("%v", err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,7 +47,7 @@ func (l *link) run() {
 	up, err := l.p.dial(l.ctx)
 	if err != nil {
 		if l.ctx.Err() == nil {
-			l.p.log.Warn("linkproxy dial upstream", "upstream", l.p.cfg.Upstream, "err", err)
+			l.p.log.Warn("linkproxy dial upstream", "upstream", strings.Join(l.p.Upstreams(), ","), "err", err)
 		}
 		return
 	}

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,8 +21,15 @@ type Config struct {
 	// Listen is the address clients connect to, host:port. Port 0 picks a
 	// free port; Addr reports it. Default "127.0.0.1:0".
 	Listen string
-	// Upstream is the address every connection is forwarded to. Required.
+	// Upstream is the address every connection is forwarded to. Required
+	// unless Upstreams is set.
 	Upstream string
+	// Upstreams, when set, replaces Upstream with several addresses: the
+	// proxy balances connections over them round robin, and a connection
+	// whose turn falls on an upstream that cannot be dialled (refused:
+	// the process is gone) goes to the next one. So a region's gateway
+	// replicas can sit behind one address. Default none.
+	Upstreams []string
 	// Latency is the one-way delay added to every chunk in each direction.
 	// Default 0.
 	Latency time.Duration
@@ -38,7 +47,7 @@ type Config struct {
 // Validate reports the first problem with c, naming the field.
 func (c Config) Validate() error {
 	switch {
-	case c.Upstream == "":
+	case c.Upstream == "" && len(c.Upstreams) == 0:
 		return errors.New("linkproxy: upstream is required")
 	case c.Latency < 0:
 		return errors.New("linkproxy: latency must not be negative")
@@ -49,10 +58,20 @@ func (c Config) Validate() error {
 	case c.MaxInflight < 0:
 		return errors.New("linkproxy: max inflight must not be negative")
 	}
-	if _, _, err := net.SplitHostPort(c.Upstream); err != nil {
-		return fmt.Errorf("linkproxy: upstream %q is not host:port", c.Upstream)
+	for _, u := range c.upstreams() {
+		if _, _, err := net.SplitHostPort(u); err != nil {
+			return fmt.Errorf("linkproxy: upstream %q is not host:port", u)
+		}
 	}
 	return nil
+}
+
+// upstreams returns Upstreams, or Upstream alone.
+func (c Config) upstreams() []string {
+	if len(c.Upstreams) > 0 {
+		return c.Upstreams
+	}
+	return []string{c.Upstream}
 }
 
 func (c *Config) defaults() {
@@ -109,6 +128,9 @@ type Proxy struct {
 	// randN returns a uniform value in [0, n); tests replace it.
 	randN func(n int64) int64
 
+	upstreams atomic.Pointer[[]string] // the balanced addresses
+	next      atomic.Uint64            // round-robin counter
+
 	latency atomic.Int64 // time.Duration
 	jitter  atomic.Int64 // time.Duration
 
@@ -151,12 +173,56 @@ func New(cfg Config, log *slog.Logger) *Proxy {
 	p.latency.Store(int64(max(cfg.Latency, 0)))
 	p.jitter.Store(int64(max(cfg.Jitter, 0)))
 	p.ctx, p.cancel = context.WithCancel(context.Background())
+	ups := slices.Clone(cfg.upstreams())
+	p.upstreams.Store(&ups)
 	d := net.Dialer{Timeout: cfg.DialTimeout}
 	p.dial = func(ctx context.Context) (net.Conn, error) {
-		return d.DialContext(ctx, "tcp", cfg.Upstream)
+		return p.dialNext(ctx, func(ctx context.Context, addr string) (net.Conn, error) {
+			return d.DialContext(ctx, "tcp", addr)
+		})
 	}
 	return p
 }
+
+// dialNext dials the upstream whose turn it is, and on failure each of the
+// others once, in order.
+func (p *Proxy) dialNext(ctx context.Context, dial func(context.Context, string) (net.Conn, error)) (net.Conn, error) {
+	ups := *p.upstreams.Load()
+	if len(ups) == 0 {
+		return nil, errors.New("no upstream")
+	}
+	first := p.next.Add(1) - 1
+	var errs []error
+	for i := range uint64(len(ups)) {
+		addr := ups[(first+i)%uint64(len(ups))]
+		c, err := dial(ctx, addr)
+		if err == nil {
+			return c, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, errors.Join(errs...)
+}
+
+// SetUpstreams replaces the addresses new connections are balanced over;
+// open connections stay where they are.
+func (p *Proxy) SetUpstreams(addrs []string) error {
+	for _, a := range addrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("linkproxy: upstream %q is not host:port", a)
+		}
+	}
+	ups := slices.Clone(addrs)
+	p.upstreams.Store(&ups)
+	p.log.Info("linkproxy upstreams set", "upstreams", strings.Join(ups, ","))
+	return nil
+}
+
+// Upstreams returns the addresses new connections are balanced over.
+func (p *Proxy) Upstreams() []string { return slices.Clone(*p.upstreams.Load()) }
 
 // Start listens on Config.Listen and accepts connections until Close. ctx
 // bounds only the start.
@@ -177,7 +243,7 @@ func (p *Proxy) Start(ctx context.Context) error {
 	}
 	p.ln = ln
 	p.mu.Unlock()
-	p.log.Info("linkproxy listening", "listen", ln.Addr().String(), "upstream", p.cfg.Upstream,
+	p.log.Info("linkproxy listening", "listen", ln.Addr().String(), "upstream", strings.Join(p.Upstreams(), ","),
 		"latency", p.Latency().String())
 	p.wg.Go(func() { p.accept(ln) })
 	return nil
@@ -294,7 +360,7 @@ func (p *Proxy) Status() Status {
 	s := Status{
 		Name:     p.cfg.Name,
 		Listen:   p.cfg.Listen,
-		Upstream: p.cfg.Upstream,
+		Upstream: strings.Join(p.Upstreams(), ","),
 		State:    p.state,
 		Active:   len(p.links),
 	}

@@ -81,6 +81,11 @@ func (u *Up) Restart(ctx context.Context, name string) error {
 	}
 	u.procs.replace(np)
 	u.watch(np)
+	if np.Replica > 0 {
+		if err := u.balance(ctx, np.Region); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintf(u.opts.Stdout, "restarted component=%s region=%s url=%s\n", np.Kind, np.Region, np.URL)
 	return u.writeState()
 }

@@ -239,7 +239,11 @@ func (u *Up) withLinks(specs []Spec) []Spec {
 		return specs
 	}
 	for i, s := range specs {
-		path, ok := u.links.files[s.Name]
+		key := s.Name
+		if s.Kind == "gateway" {
+			key = "gateway/" + s.Region // every replica dials through its region's links
+		}
+		path, ok := u.links.files[key]
 		if !ok {
 			continue
 		}

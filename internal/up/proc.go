@@ -18,11 +18,12 @@ import (
 
 // Spec says how to start one component.
 type Spec struct {
-	Name   string   // unique, e.g. gateway/eastus2
-	Kind   string   // modelsim, gateway, edge, controller, linkproxy
-	Region string   // empty for global components
-	Args   []string // arguments after the binary
-	Netns  string   // network namespace to run in (`ip netns exec`), or ""
+	Name    string   // unique, e.g. gateway/eastus2
+	Kind    string   // modelsim, gateway, edge, controller, linkproxy
+	Region  string   // empty for global components
+	Replica int      // a region's gateway replica, 1..N (regions[].replicas > 1); 0 otherwise
+	Args    []string // arguments after the binary
+	Netns   string   // network namespace to run in (`ip netns exec`), or ""
 }
 
 // Proc is a running component.

@@ -60,6 +60,7 @@ type Up struct {
 	waitCtx    context.Context
 	links      *linkSet   // link proxies when links.enabled (links.go)
 	iso        *isolation // how regions are cut off when links.enabled (isolate.go)
+	balancers  balancers  // regions' balancers when regions[].replicas > 1 (balance.go)
 }
 
 // New prepares a run of the topology file at path; it starts nothing.
@@ -182,12 +183,20 @@ func (u *Up) Start(ctx context.Context) (err error) {
 		if p.Region != "" {
 			line += " region=" + p.Region
 		}
+		if p.Replica > 0 {
+			line += " replica=" + strconv.Itoa(p.Replica)
+		}
 		for _, k := range []string{"url", "admin"} {
 			if v := p.Ready[k]; v != "" {
 				line += " " + k + "=" + v
 			}
 		}
 		fmt.Fprintln(u.opts.Stdout, line)
+		if p.Replica > 0 {
+			if err := u.balance(ctx, p.Region); err != nil {
+				return err
+			}
+		}
 		if err := u.writeState(); err != nil {
 			return err
 		}
@@ -263,6 +272,16 @@ func (u *Up) specs() []Spec {
 		if t.Pattern == topology.HotCold && rn != primary {
 			continue
 		}
+		if n := t.Region(rn).Replicas; n > 1 {
+			// Replicas listen on loopback port-0 addresses of the region's
+			// host; the region's balancer (balance.go) takes its listen.
+			host, _, _ := net.SplitHostPort(t.Region(rn).Listen)
+			for i := 1; i <= n; i++ {
+				specs = append(specs, Spec{Name: ReplicaName(rn, i), Kind: "gateway", Region: rn, Replica: i,
+					Args: []string{"gateway", "-f", u.TopologyPath, "--region", rn, "--listen", net.JoinHostPort(host, "0")}, Netns: u.regionNetns(rn)})
+			}
+			continue
+		}
 		specs = append(specs, Spec{Name: "gateway/" + rn, Kind: "gateway", Region: rn,
 			Args: []string{"gateway", "-f", u.TopologyPath, "--region", rn}, Netns: u.regionNetns(rn)})
 	}
@@ -313,6 +332,7 @@ func (u *Up) Close(ctx context.Context) error {
 	}
 	defer u.closeIsolation() // last: the components and proxies are gone
 	defer u.closeLinks()
+	defer u.balancers.close()
 	ps := u.procs.list()
 	for i := len(ps) - 1; i >= 0; i-- {
 		ps[i].stop(u.opts.Grace)
@@ -338,26 +358,31 @@ type State struct {
 	// "netns" (Namespaces lists each region's) or "linkproxy".
 	Isolation  string           `json:"isolation,omitempty"`
 	Namespaces []NamespaceState `json:"namespaces,omitempty"`
+
+	// Balancers are the regions' in-region balancers (regions[].replicas > 1).
+	Balancers []BalancerState `json:"balancers,omitempty"`
 }
 
 // ComponentState is one component in up.json.
 type ComponentState struct {
-	Name   string   `json:"name"`
-	Kind   string   `json:"kind"`
-	Region string   `json:"region,omitempty"`
-	Pid    int      `json:"pid"`
-	URL    string   `json:"url"`
-	Log    string   `json:"log"`
-	Args   []string `json:"args"`
+	Name   string `json:"name"`
+	Kind   string `json:"kind"`
+	Region string `json:"region,omitempty"`
+	// Replica is the gateway replica's number (regions[].replicas > 1).
+	Replica int      `json:"replica,omitempty"`
+	Pid     int      `json:"pid"`
+	URL     string   `json:"url"`
+	Log     string   `json:"log"`
+	Args    []string `json:"args"`
 	// Netns is the network namespace the component runs in, if any.
 	Netns string `json:"netns,omitempty"`
 }
 
 func (u *Up) writeState() error {
 	st := State{Topology: u.TopologyPath, Pid: os.Getpid(), Control: u.control, Links: u.Links(), LinksAdmin: u.LinksAdmin(),
-		Isolation: u.Isolation(), Namespaces: u.Namespaces()}
+		Isolation: u.Isolation(), Namespaces: u.Namespaces(), Balancers: u.Balancers()}
 	for _, p := range u.procs.list() {
-		st.Components = append(st.Components, ComponentState{Name: p.Name, Kind: p.Kind, Region: p.Region,
+		st.Components = append(st.Components, ComponentState{Name: p.Name, Kind: p.Kind, Region: p.Region, Replica: p.Replica,
 			Pid: p.Pid(), URL: p.URL, Log: p.Log, Args: p.Args, Netns: p.Netns})
 	}
 	data, err := json.MarshalIndent(st, "", "  ")

@@ -32,6 +32,8 @@ func TestMain(m *testing.M) {
 		select {}
 	case "serve":
 		serveChild(os.Args[1:])
+	case "pid":
+		pidChild()
 	}
 }
 
