@@ -293,6 +293,7 @@ func (s *Server) reconcile(ctx context.Context) {
 // primary, for as long as Run runs (not as long as the caller's request).
 func (s *Server) startPrimaryLocked(epoch int64) {
 	if !s.multi {
+		s.st.SetGuard(nil) // alone: no other region can hold the epoch, no lease to hold
 		return
 	}
 	ctx := s.runCtx
