@@ -275,8 +275,10 @@ func (c *Controller) stepReport(ctx context.Context, r *Run) error {
 	r.Set("rto_met", rto <= c.t.Targets.RTO.D())
 	oldPos, _ := r.Int("old_position")
 	newPos, _ := r.Int("promoted_position")
-	// Events the old primary held that the new one did not: an upper bound
-	// of the writes lost (sync mode acknowledged none of them).
+	// Events the old primary was last seen to hold beyond the new one: a
+	// lower bound of what it wrote past the fork, as it may have committed
+	// more after its last probe (quarantined when it rejoins). Sync mode
+	// acknowledged none of them.
 	r.Set("rpo_events", max(0, oldPos-newPos))
 	if lag, ok := r.Data["lag_seconds"]; ok && oldPos > newPos {
 		r.Set("rpo_seconds", lag)
