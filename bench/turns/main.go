@@ -32,6 +32,7 @@ import (
 	"github.com/openai/openai-go/v3/option"
 	"github.com/openai/openai-go/v3/responses"
 
+	"github.com/understudy/understudy/internal/store/postgres"
 	"github.com/understudy/understudy/internal/testutil/pgtest"
 )
 
@@ -40,29 +41,27 @@ const (
 	admin = "adm-bench-0123456789abcdef"
 )
 
-// config is one measured topology: always two regions, the primary
-// eastus2 and centralus.
+// config is one measured topology: the primary eastus2 alone, or with
+// the standby centralus.
 type config struct {
-	name     string
-	driver   string // sqlite or postgres
-	standby  bool   // centralus runs and replicates; else it is a hot-cold region never started
-	mode     string // sync or async
-	replicas int    // gateway replicas per region
+	name      string
+	driver    string // sqlite or postgres
+	standby   bool   // centralus runs and replicates; else eastus2 is the only region
+	mode      string // sync or async
+	replicas  int    // gateway replicas per region
+	transport string // journal, or engine (postgres streaming replication: centralus is eastus2's server's hot standby)
 }
 
-// The "alone" configurations have no running standby: a topology of one
-// region refuses every write (the region package never clears the write
-// guard when there is no peer), so they declare centralus as a hot-cold
-// region that `up` does not start, with async replication (the primary's
-// shipper to it backs off to one attempt every 5 s).
 var configs = []config{
-	{"sqlite-alone", "sqlite", false, "async", 1},
-	{"postgres-alone", "postgres", false, "async", 1},
-	{"sqlite+standby-sync", "sqlite", true, "sync", 1},
-	{"sqlite+standby-async", "sqlite", true, "async", 1},
-	{"postgres+standby-sync", "postgres", true, "sync", 1},
-	{"postgres+standby-async", "postgres", true, "async", 1},
-	{"postgres-2-replicas+standby-sync", "postgres", true, "sync", 2},
+	{"sqlite-alone", "sqlite", false, "async", 1, "journal"},
+	{"postgres-alone", "postgres", false, "async", 1, "journal"},
+	{"sqlite+standby-sync", "sqlite", true, "sync", 1, "journal"},
+	{"sqlite+standby-async", "sqlite", true, "async", 1, "journal"},
+	{"postgres+standby-sync", "postgres", true, "sync", 1, "journal"},
+	{"postgres+standby-async", "postgres", true, "async", 1, "journal"},
+	{"postgres-2-replicas+standby-sync", "postgres", true, "sync", 2, "journal"},
+	{"postgres-engine+standby-sync", "postgres", true, "sync", 1, "engine"},
+	{"postgres-engine+standby-async", "postgres", true, "async", 1, "engine"},
 }
 
 func main() {
@@ -106,17 +105,35 @@ func run(c config, bin string, duration time.Duration, workers, maxTurns int) (r
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	regions := []string{"eastus2", "centralus"}
-	pattern := "hot-warm"
 	if !c.standby {
-		pattern = "hot-cold"
+		regions = regions[:1]
 	}
 	var dsns []string
-	if c.driver == "postgres" {
-		for i := range regions {
-			if i > 0 && !c.standby {
-				dsns = append(dsns, "postgres://127.0.0.1:1/never-started")
-				continue
-			}
+	switch {
+	case c.transport == "engine":
+		pg, err := pgtest.New(ctx, pgtest.Options{})
+		if err != nil {
+			return result{}, err
+		}
+		defer pg.Close()
+		dsn, err := pg.CreateDatabase(ctx, "understudy")
+		if err != nil {
+			return result{}, err
+		}
+		// The standby copies the schema: migrate before the base backup.
+		st, err := postgres.Open(ctx, dsn, postgres.Options{})
+		if err != nil {
+			return result{}, err
+		}
+		st.Close()
+		sb, err := pg.NewStandby(ctx, "centralus", pgtest.Options{})
+		if err != nil {
+			return result{}, err
+		}
+		defer sb.Close()
+		dsns = append(dsns, dsn, sb.DSN("understudy"))
+	case c.driver == "postgres":
+		for range regions {
 			pg, err := pgtest.New(ctx, pgtest.Options{})
 			if err != nil {
 				return result{}, err
@@ -141,17 +158,16 @@ func run(c config, bin string, duration time.Duration, workers, maxTurns int) (r
 	}
 	fmt.Fprintf(&b, `version: 1
 name: bench-turns
-pattern: %s
 targets: {rto: 10s, rpo: %s}
 keys: [{name: bench, key: %s}]
 admin: {token: %s}
 deployments: [{name: gpt-4.1-mini, version: "2025-04-14"}]
-replication: {mode: %s, secret: rep-bench-0123456789abcdef}
+replication: {mode: %s, transport: %s, secret: rep-bench-0123456789abcdef}
 gateway: {access_log: false}
 edge: {listen: 127.0.0.1:0}
 controller: {listen: 127.0.0.1:0}
 regions:
-`, pattern, rpo, key, admin, c.mode)
+`, rpo, key, admin, c.mode, c.transport)
 	for i, r := range regions {
 		listen := "127.0.0.1:0"
 		if i == 0 {

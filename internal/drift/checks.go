@@ -326,6 +326,9 @@ func checkReplication(e *eval, o *observation) (out outcome) {
 			Detail: fmt.Sprintf("%s is primary at epoch %d", e.primary, p.Epoch)})
 		return out
 	}
+	if e.t.Replication.Transport == "engine" {
+		return checkEngineReplication(e, o, p)
+	}
 	st, ok := p.Replication[o.region]
 	if !ok {
 		out.add(Finding{Kind: NotEqual, Field: "replication.connected", Expected: "true",
@@ -351,6 +354,36 @@ func checkReplication(e *eval, o *observation) (out outcome) {
 		}
 	} else if time.Duration(st.LagSeconds*float64(time.Second)) > rpo {
 		out.add(Finding{Kind: NotEqual, Field: "replication.lag_seconds", Expected: "<= " + rpo.String() + " (targets.rpo)", Actual: lag})
+	}
+	return out
+}
+
+// checkEngineReplication: with PostgreSQL streaming replication the
+// standby's server receives WAL, and with targets.rpo 0 the primary's
+// commits wait for a standby (synchronous); otherwise the standby's
+// replay is within the RPO of the primary's last transaction.
+func checkEngineReplication(e *eval, o *observation, p *regionState) (out outcome) {
+	if o.state == nil || o.state.Engine == nil || p.Engine == nil {
+		out.unknownf("no engine replication state")
+		return out
+	}
+	se := o.state.Engine
+	if !se.InRecovery {
+		out.add(Finding{Kind: NotEqual, Field: "engine.in_recovery", Expected: "true (a standby of " + e.primary + ")", Actual: "false"})
+		return out
+	}
+	if !se.Receiving {
+		out.add(Finding{Kind: NotEqual, Field: "engine.receiving", Expected: "true", Actual: "false",
+			Detail: "the standby's WAL receiver is not streaming from the primary"})
+	}
+	if rpo := e.t.Targets.RPO.D(); rpo == 0 {
+		if !p.Engine.Synchronous {
+			out.add(Finding{Kind: NotEqual, Field: "engine.synchronous", Expected: "true (targets.rpo 0)", Actual: "false",
+				Detail: "the primary's commits do not wait for a standby"})
+		}
+	} else if time.Duration(se.LastReplayAgeS*float64(time.Second)) > rpo && se.ReplayLagBytes > 0 {
+		out.add(Finding{Kind: NotEqual, Field: "engine.last_replay_age_s", Expected: "<= " + rpo.String() + " (targets.rpo)",
+			Actual: seconds(se.LastReplayAgeS)})
 	}
 	return out
 }

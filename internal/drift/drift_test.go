@@ -10,6 +10,7 @@ import (
 	"github.com/understudy/understudy/internal/agents"
 	"github.com/understudy/understudy/internal/gateway"
 	"github.com/understudy/understudy/internal/replication"
+	"github.com/understudy/understudy/internal/store/postgres"
 	"github.com/understudy/understudy/internal/topology"
 )
 
@@ -316,6 +317,34 @@ func TestChecks(t *testing.T) {
 			checks: []string{CheckReplication}, east: Ready, central: Ready,
 		},
 		{
+			name: "engine replication: standby streaming, primary synchronous",
+			topo: engineTopology,
+			regions: func(w *world) {
+				w.fake[east].set(func(f *fakeRegion) {
+					f.state.Replication, f.state.SyncPeers = nil, nil
+					f.state.Engine = &postgres.Streaming{Synchronous: true, Standbys: []postgres.StandbyStatus{{Name: "walreceiver", State: "streaming", SyncState: "sync"}}}
+				})
+				w.fake[central].set(func(f *fakeRegion) { f.state.Engine = &postgres.Streaming{InRecovery: true, Receiving: true} })
+			},
+			checks: []string{CheckReplication}, east: Ready, central: Ready,
+		},
+		{
+			name: "engine replication: standby not receiving, primary not waiting for it",
+			topo: engineTopology,
+			regions: func(w *world) {
+				w.fake[east].set(func(f *fakeRegion) {
+					f.state.Replication, f.state.SyncPeers = nil, nil
+					f.state.Engine = &postgres.Streaming{}
+				})
+				w.fake[central].set(func(f *fakeRegion) { f.state.Engine = &postgres.Streaming{InRecovery: true} })
+			},
+			checks: []string{CheckReplication}, east: Ready, central: NotReady,
+			findings: []string{
+				"NotEqual | centralus | replication | - | engine.receiving | true | false",
+				"NotEqual | centralus | replication | - | engine.synchronous | true (targets.rpo 0) | false",
+			},
+		},
+		{
 			name: "primary ships nothing to the standby",
 			regions: func(w *world) {
 				w.fake[east].set(func(f *fakeRegion) { f.state.Replication = nil })
@@ -433,4 +462,12 @@ func hashAfter(mutate func(*topology.Topology), region string) string {
 		mutate(tp)
 	}
 	return gateway.RenderConfig(tp, region).Hash()
+}
+
+// engineTopology puts both regions on PostgreSQL streaming replication.
+func engineTopology(tp *topology.Topology) {
+	tp.Replication.Transport = "engine"
+	for i := range tp.Regions {
+		tp.Regions[i].Store = topology.Store{Driver: "postgres", DSN: topology.NewSecret("postgres://127.0.0.1:1/" + tp.Regions[i].Name)}
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/understudy/understudy/internal/agents"
 	"github.com/understudy/understudy/internal/gateway"
 	"github.com/understudy/understudy/internal/replication"
+	"github.com/understudy/understudy/internal/store/postgres"
 )
 
 // observation is what one region's admin API said.
@@ -38,6 +39,8 @@ type regionState struct {
 	Epoch       int64                         `json:"epoch"`
 	Replication map[string]replication.Status `json:"replication"`
 	SyncPeers   []string                      `json:"sync_peers"`
+	// Engine is PostgreSQL streaming replication's state (engine transport).
+	Engine *postgres.Streaming `json:"engine"`
 }
 
 // errNotServed: the region answered 404 for the endpoint (a gateway

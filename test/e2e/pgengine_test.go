@@ -112,6 +112,8 @@ func TestPostgresEngineFailoverAndFailback(t *testing.T) {
 	t.Logf("failover completed %s after the kill; controller RTO %vms, target %vms; report: rejoin %q",
 		time.Since(killedAt).Round(time.Millisecond), s1.Last.Data["rto_ms"], s1.Last.Data["rto_target_ms"], s1.Last.Data["rejoin"])
 	for _, step := range s1.Last.Steps {
+		t.Logf("  step %-18s %s (%d attempts) at fault+%s", step.Name, step.Ended.Sub(step.Started).Round(time.Millisecond),
+			step.Attempts, step.Started.Sub(s1.Last.FaultAt).Round(time.Millisecond))
 		if step.Name == "promote" {
 			t.Logf("fault to promoted standby: %s (the promote step, pg_promote included: %s)",
 				step.Ended.Sub(s1.Last.FaultAt).Round(time.Millisecond), step.Ended.Sub(step.Started).Round(time.Millisecond))
