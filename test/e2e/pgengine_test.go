@@ -2,11 +2,11 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os/exec"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -15,8 +15,8 @@ import (
 )
 
 // engineTopology: eastus2 on a PostgreSQL primary, centralus on its
-// streaming standby (replication.transport engine, sync), the controller
-// and the edge as in failoverTopology.
+// streaming standby (replication.transport engine, sync), two gateway
+// replicas per region, the controller and the edge as in failoverTopology.
 const engineTopology = `version: 1
 name: e2e-pg-engine
 pattern: hot-warm
@@ -27,10 +27,12 @@ deployments: [{name: %[3]s, version: "2025-04-14"}]
 regions:
   - name: eastus2
     listen: 127.0.0.1:0
+    replicas: 2
     store: {driver: postgres, dsn: "%[4]s", max_conns: 6}
     backends: {%[3]s: [{kind: sim, url: "http://127.0.0.1:0"}]}
   - name: centralus
     listen: 127.0.0.1:0
+    replicas: 2
     store: {driver: postgres, dsn: "%[5]s", max_conns: 6}
     backends: {%[3]s: [{kind: sim, url: "http://127.0.0.1:0"}]}
 replication: {transport: engine, mode: sync, secret: rep-e2e-0123456789abcdef, sync_timeout: 2s}
@@ -41,9 +43,9 @@ controller: {listen: 127.0.0.1:0, lease_ttl: 2s, failures: 3, window: 2s, probe_
 `
 
 // TestPostgresEngineFailoverAndFailback: the topology under `up` on a
-// PostgreSQL primary and its streaming standby; agent turns through the
-// edge; the primary region's gateway, model server and PostgreSQL killed
-// with SIGKILL; the controller fails over (pg_promote) with zero
+// PostgreSQL primary and its streaming standby, two gateways per region
+// (four processes); agent turns through the edge; the primary region's
+// gateways, model server and PostgreSQL killed with SIGKILL; the controller fails over (pg_promote) with zero
 // acknowledged turns lost; the old primary's database is rewound into a
 // standby (`understudy pg-rewind`), its region comes back, and a failback
 // moves the primary home with zero loss; finally the other database is
@@ -65,7 +67,12 @@ func TestPostgresEngineFailoverAndFailback(t *testing.T) {
 	sb := pgtest.StartStandby(t, pg, "centralus", pgtest.Options{})
 	sbDSN := strings.Replace(dsn, fmt.Sprintf(":%d/", pg.Port), fmt.Sprintf(":%d/", sb.Port), 1)
 
-	_, st := startUp(t, fmt.Sprintf(engineTopology, e2eKey, e2eAdmin, e2eModel, dsn, sbDSN), 6)
+	// 2 model servers, 4 gateways, edge, controller.
+	_, st := startUp(t, fmt.Sprintf(engineTopology, e2eKey, e2eAdmin, e2eModel, dsn, sbDSN), 8)
+	var ub upBalancers
+	if err := json.Unmarshal(readUpJSON(t, st), &ub); err != nil {
+		t.Fatal(err)
+	}
 	_, edge, _ := st.component("edge")
 	_, ctl, _ := st.component("controller")
 	synchronous := func(s ctlStatus, region string) bool {
@@ -93,12 +100,7 @@ func TestPostgresEngineFailoverAndFailback(t *testing.T) {
 	agentDone.Go(func() { acks, retries = agentLoad(t, edge, 4, stop) })
 	<-time.After(3 * time.Second)
 	killedAt := time.Now()
-	for _, name := range []string{"gateway/eastus2", "modelsim/eastus2/gpt-4.1-mini-1"} {
-		pid, _, _ := st.component(name)
-		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-			t.Fatalf("kill %s: %v", name, err)
-		}
-	}
+	controlCall(t, ub.Control, "/v1/regions/eastus2/down") // SIGKILL of both gateways and the model server
 	pg.Kill()
 	var s1 ctlStatus
 	waitFor(t, 30*time.Second, "an automatic failover to complete", func() bool {
@@ -151,10 +153,7 @@ func TestPostgresEngineFailoverAndFailback(t *testing.T) {
 	if err := pg.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"modelsim/eastus2/gpt-4.1-mini-1", "gateway/eastus2"} {
-		_, _, args := st.component(name)
-		start(t, name, args...)
-	}
+	controlCall(t, ub.Control, "/v1/regions/eastus2/up")
 	waitFor(t, 30*time.Second, "eastus2 back as a standby of epoch 2, centralus waiting for it", func() bool {
 		s, err := controllerStatus(t, ctl)
 		east := s.Regions["eastus2"]
@@ -191,7 +190,7 @@ func TestPostgresEngineFailoverAndFailback(t *testing.T) {
 	stop = make(chan struct{})
 	time.AfterFunc(time.Second, func() { close(stop) })
 	turns, _ := agentLoad(t, edge, 2, stop)
-	_, central, _ := st.component("gateway/centralus")
+	_, central, _ := st.component("gateway/centralus/1")
 	if m := lost(t, central, turns); len(turns) == 0 || len(m) > 0 {
 		t.Fatalf("%d of %d turns acknowledged by eastus2 missing on its synchronous standby", len(m), len(turns))
 	}
