@@ -8,13 +8,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/understudy/understudy/internal/pgbin"
 )
 
 // RewindOptions say which stopped server becomes a standby of which primary.
@@ -158,35 +159,5 @@ func runAsOwner(ctx context.Context, owner *syscall.Stat_t, name string, args ..
 	return cmd.CombinedOutput()
 }
 
-// BinDir finds PostgreSQL's server tools: UNDERSTUDY_PG_BIN, else the
-// directory of pg_rewind on PATH, else the newest /usr/lib/postgresql/*/bin
-// (Debian and Ubuntu keep them off PATH).
-func BinDir() (string, error) {
-	has := func(d string) bool {
-		fi, err := os.Stat(filepath.Join(d, "pg_rewind"))
-		return err == nil && !fi.IsDir()
-	}
-	if d := os.Getenv("UNDERSTUDY_PG_BIN"); d != "" {
-		if !has(d) {
-			return "", fmt.Errorf("UNDERSTUDY_PG_BIN=%s has no pg_rewind", d)
-		}
-		return d, nil
-	}
-	if p, err := exec.LookPath("pg_rewind"); err == nil {
-		if real, err := filepath.EvalSymlinks(p); err == nil {
-			return filepath.Dir(real), nil
-		}
-	}
-	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-	major := func(d string) int {
-		n, _ := strconv.Atoi(filepath.Base(filepath.Dir(d)))
-		return n
-	}
-	slices.SortFunc(dirs, func(a, b string) int { return major(b) - major(a) })
-	for _, d := range dirs {
-		if has(d) {
-			return d, nil
-		}
-	}
-	return "", errors.New("no PostgreSQL tools (pg_rewind) found: install postgresql or set UNDERSTUDY_PG_BIN")
-}
+// BinDir finds the tools Rewind runs (pg_rewind, pg_basebackup).
+func BinDir() (string, error) { return pgbin.Find("pg_rewind", "pg_basebackup") }

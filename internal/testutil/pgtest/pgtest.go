@@ -14,7 +14,6 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +22,8 @@ import (
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+
+	"github.com/understudy/understudy/internal/pgbin"
 )
 
 // ErrNoBinaries is returned when the PostgreSQL server binaries are not
@@ -36,42 +37,14 @@ const Superuser = "postgres"
 // needed are the binaries a server and a standby need.
 var needed = []string{"initdb", "postgres", "pg_basebackup"}
 
-// BinDir returns the directory holding the PostgreSQL server binaries:
-// UNDERSTUDY_PG_BIN, else the directory initdb on PATH resolves to, else
-// the newest /usr/lib/postgresql/*/bin. ErrNoBinaries when none has them.
+// BinDir returns the directory holding the PostgreSQL server binaries
+// (pgbin.Find). ErrNoBinaries when none has them.
 func BinDir() (string, error) {
-	if d := os.Getenv("UNDERSTUDY_PG_BIN"); d != "" {
-		if !hasBinaries(d) {
-			return "", fmt.Errorf("UNDERSTUDY_PG_BIN=%s: %w", d, ErrNoBinaries)
-		}
-		return d, nil
+	d, err := pgbin.Find(needed...)
+	if err != nil {
+		return "", fmt.Errorf("%v: %w", err, ErrNoBinaries)
 	}
-	if p, err := exec.LookPath("initdb"); err == nil {
-		if real, err := filepath.EvalSymlinks(p); err == nil && hasBinaries(filepath.Dir(real)) {
-			return filepath.Dir(real), nil
-		}
-	}
-	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-	major := func(d string) int {
-		n, _ := strconv.Atoi(filepath.Base(filepath.Dir(d)))
-		return n
-	}
-	slices.SortFunc(dirs, func(a, b string) int { return major(b) - major(a) })
-	for _, d := range dirs {
-		if hasBinaries(d) {
-			return d, nil
-		}
-	}
-	return "", ErrNoBinaries
-}
-
-func hasBinaries(dir string) bool {
-	for _, b := range needed {
-		if fi, err := os.Stat(filepath.Join(dir, b)); err != nil || fi.IsDir() {
-			return false
-		}
-	}
-	return true
+	return d, nil
 }
 
 // runAs is the user server commands run as; nil runs them as ourselves.
