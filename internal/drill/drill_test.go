@@ -465,7 +465,7 @@ func TestWatcher(t *testing.T) {
 	for _, e := range events {
 		kinds = append(kinds, e.Kind+":"+e.Region)
 	}
-	want := []string{"primary:centralus", "probe_failing:eastus2", "declared_down:eastus2", "role:centralus", "drift:centralus", "run_started:centralus", "step:centralus",
+	want := []string{"primary:centralus", "role:centralus", "probe_failing:eastus2", "declared_down:eastus2", "drift:centralus", "run_started:centralus", "step:centralus",
 		"origin_unhealthy:eastus2", "origin_ejected:eastus2", "origin_priority:eastus2", "origin_priority:centralus"}
 	if !slices.Equal(kinds, want) {
 		t.Errorf("events\n%q\nwant\n%q", kinds, want)

@@ -3,6 +3,8 @@ package drill
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 )
@@ -156,8 +158,8 @@ func (w *watcher) controllerChanges(st *ControllerStatus, ev func(source, kind, 
 		if prev.Primary != st.Primary || prev.Epoch != st.Epoch {
 			ev("controller", EvPrimary, st.Primary, "controller: primary %s epoch %d (was %s epoch %d)", st.Primary, st.Epoch, prev.Primary, prev.Epoch)
 		}
-		for name, v := range st.Regions {
-			p := prev.Regions[name]
+		for _, name := range slices.Sorted(maps.Keys(st.Regions)) { // events in a stable order
+			v, p := st.Regions[name], prev.Regions[name]
 			if p == nil || v == nil {
 				continue
 			}
@@ -176,7 +178,8 @@ func (w *watcher) controllerChanges(st *ControllerStatus, ev func(source, kind, 
 		}
 	}
 	if prev != nil {
-		for name, v := range st.Drift {
+		for _, name := range slices.Sorted(maps.Keys(st.Drift)) {
+			v := st.Drift[name]
 			if old := prev.Drift[name]; old != v && v != "" {
 				ev("controller", EvDrift, name, "controller: drift verdict of %s is %s", name, v)
 			}
