@@ -256,6 +256,13 @@ func runStatus(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) e
 		for peer, lag := range rd.Replication {
 			line += fmt.Sprintf("; lag to %s %d events %.2fs", peer, lag.Events, lag.Seconds)
 		}
+		if e := rd.Engine; e != nil { // PostgreSQL streaming replication
+			if rd.Role == "primary" {
+				line += fmt.Sprintf("; postgres synchronous %v, %v standby(s) streaming, lag %v bytes", e["synchronous"], e["standbys_streaming"], e["lag_bytes"])
+			} else {
+				line += fmt.Sprintf("; postgres receiving %v, replay lag %v bytes", e["receiving"], e["replay_lag_bytes"])
+			}
+		}
 		if v.LastError != "" {
 			line += " (" + v.LastError + ")"
 		}
