@@ -243,7 +243,16 @@ func (s *Server) reconcile(ctx context.Context) {
 			s.quarant = len(q)
 		}
 		s.log.Info("store role", "region", s.name, "role", m.Role, "epoch", m.Epoch, "was_role", s.role, "was_epoch", s.epoch)
-		s.stopPrimaryLocked(ctx)
+		if m.Role == store.RoleFenced && s.role == store.RolePrimary && m.Epoch == s.epoch {
+			// Fenced in its own epoch (the planned runbook pausing writes,
+			// or a superseded lease): no more writes, but the shippers go
+			// on until the peers hold every event it committed — the
+			// runbook waits for exactly that. They stop when the store
+			// rejoins as a standby.
+			s.stopLeaseLocked(ctx)
+		} else {
+			s.stopPrimaryLocked(ctx)
+		}
 		s.role, s.epoch = m.Role, m.Epoch
 		if m.Role == store.RolePrimary {
 			s.startPrimaryLocked(m.Epoch)
@@ -329,17 +338,25 @@ func (s *Server) startPrimaryLocked(epoch int64) {
 	s.holder.Start(ctx)
 }
 
+// stopPrimaryLocked stops the lease holder and the shippers.
 func (s *Server) stopPrimaryLocked(ctx context.Context) {
+	s.stopLeaseLocked(ctx)
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if s.holder != nil {
-		s.holder.Close(cctx)
-		s.holder = nil
-	}
 	for peer, sh := range s.shippers {
 		sh.Close(cctx)
 		delete(s.shippers, peer)
 		delete(s.inSync, peer)
+	}
+}
+
+// stopLeaseLocked stops the lease holder and refuses every write.
+func (s *Server) stopLeaseLocked(ctx context.Context) {
+	if s.holder != nil {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		s.holder.Close(cctx)
+		cancel()
+		s.holder = nil
 	}
 	// No lease, no writes: the store refuses them by role as well.
 	s.st.SetGuard(func(context.Context) error { return errors.New("region is not primary") })

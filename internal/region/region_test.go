@@ -18,6 +18,7 @@ import (
 	"github.com/openai/openai-go/v3/option"
 	"github.com/openai/openai-go/v3/responses"
 
+	"github.com/understudy/understudy/internal/lease"
 	"github.com/understudy/understudy/internal/modelsim"
 	"github.com/understudy/understudy/internal/testutil/pgtest"
 	"github.com/understudy/understudy/internal/topology"
@@ -314,4 +315,48 @@ func TestSingleRegionWrites(t *testing.T) {
 	if _, err := c.Conversations.New(context.Background(), conversations.ConversationNewParams{}); err != nil {
 		t.Fatalf("write in a one-region topology: %v", err)
 	}
+}
+
+// A primary fenced in its own epoch (the planned runbook pausing writes)
+// keeps shipping until its peers hold every event it committed: here the
+// standby is down while acknowledged async writes pile up, the primary is
+// fenced, and the standby, back, still receives them all. (The shippers
+// used to stop at the fence, and the failback waited for ever.)
+func TestFencedPrimaryShipsItsLastEvents(t *testing.T) {
+	w := newWorld(t, "sqlite")
+	w.topo.Replication.Mode = "async"
+	// A controller that always vouches for eastus2 at epoch 1, so writes
+	// go on while the standby is down.
+	grantor := lease.NewGrantor(w.topo.Controller.LeaseTTL.D(), "eastus2", 1)
+	ctl := httptest.NewServer(lease.Handler(grantor, "/v1/lease", secret, admin))
+	defer ctl.Close()
+	w.topo.Controller.URL = ctl.URL
+	w.start("eastus2")
+	w.start("centralus")
+	east := w.client("eastus2")
+	eventually(t, 5*time.Second, "eastus2 writable", func() bool {
+		st := w.state("eastus2")
+		return st.Lease != nil && st.Lease.Valid
+	})
+	w.kill("centralus")
+	for range 5 {
+		if _, err := east.Conversations.New(context.Background(), conversations.ConversationNewParams{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var fenced State
+	if code := w.adminCall("POST", "eastus2", "/admin/fence", nil, &fenced); code != 200 {
+		t.Fatalf("fence: %d", code)
+	}
+	want := w.state("eastus2").Position.Seq
+	w.start("centralus")
+	dump = func() {
+		for _, n := range []string{"eastus2", "centralus"} {
+			b, _ := json.Marshal(w.state(n))
+			t.Logf("%s: %s", n, b)
+		}
+	}
+	eventually(t, 10*time.Second, "centralus to hold every event the fenced primary committed", func() bool {
+		return w.state("centralus").Position.Seq == want
+	})
 }

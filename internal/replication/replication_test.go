@@ -363,7 +363,7 @@ func TestStaleEpochRefused(t *testing.T) {
 	if !errors.Is(err, store.ErrNotPrimary) {
 		t.Fatalf("write on fenced A: %v", err)
 	}
-	// A fenced store ships nothing.
+	// A store fenced because a newer epoch superseded it ships nothing.
 	if idle, err := s.step(ctx); err != nil || !idle {
 		t.Fatalf("step on fenced store = %v, %v", idle, err)
 	}

@@ -307,10 +307,13 @@ func (s *Shipper) step(ctx context.Context) (idle bool, err error) {
 		s.epoch, s.peerKnown, s.superseded, s.acked, s.peerEpoch, s.oldestAt = m.Epoch, false, false, 0, 0, time.Time{}
 	}
 	s.localSeq = m.Position.Seq
-	known, refresh := s.peerKnown, s.refreshPeer
+	known, refresh, superseded := s.peerKnown, s.refreshPeer, s.superseded
 	s.refreshPeer = false
 	s.mu.Unlock()
-	if m.Role != store.RolePrimary {
+	// A fenced primary still ships, unless a newer epoch superseded it:
+	// its peers need every event it committed before the fence (the
+	// planned runbook waits for them).
+	if m.Role == store.RoleStandby || (m.Role == store.RoleFenced && superseded) {
 		s.broadcast()
 		return true, nil
 	}
