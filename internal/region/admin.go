@@ -123,10 +123,9 @@ func (s *Server) serveFence(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, status, "fence_failed", err.Error())
 		return
 	}
-	// The reconcile loop, woken by the fence's commit, stops the lease and
-	// the shippers; the answer does not wait for that (the store itself
-	// already refuses writes), so a slow shutdown of those parts can never
-	// hold up the runbook.
+	// The reconcile loop, woken by the fence's commit, stops the lease
+	// (the shippers go on until the peers hold every event); the answer
+	// does not wait for that: the store itself already refuses writes.
 	m, err := s.st.Meta(ctx)
 	if err != nil {
 		writeErr(w, http.StatusInternalServerError, "store_error", "cannot read the store's state")
