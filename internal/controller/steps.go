@@ -155,6 +155,13 @@ func (c *Controller) stepPromote(ctx context.Context, r *Run) error {
 		} `json:"position"`
 		Waited int64 `json:"waited_ms"`
 	}
+	// Vouch for the target at the new epoch before promoting it: its lease
+	// holder asks at once, and a refusal here would keep it from writing
+	// until its next renewal (a third of the lease TTL). Only the target
+	// can hold that epoch, and the old primary's is refused from now on.
+	c.mu.Lock()
+	c.grantor.Reset(r.To, epoch)
+	c.mu.Unlock()
 	if _, err := call(ctx, c.client, "POST", c.regionURL(r.To)+"/admin/promote", c.admin(), map[string]int64{"epoch": epoch}, &ans); err != nil {
 		return err
 	}
