@@ -12,6 +12,10 @@ import (
 	"github.com/understudy/understudy/internal/store"
 )
 
+// RefusalHeader marks a 503 that refuses a write because of this region's
+// role (not_primary, write_refused), not because the region is failing.
+const RefusalHeader = "X-Understudy-Refusal"
+
 // apiError is an error answered in the OpenAI shape
 // {"error":{"message","type","param","code"}}. Handlers return errors; adapt
 // turns them into bodies. Message is safe to show to clients.
@@ -152,6 +156,11 @@ func (s *Service) adapt(fn func(http.ResponseWriter, *http.Request) error) http.
 			return
 		}
 		e := toAPIError(err)
+		if e.Code == "not_primary" || e.Code == "write_refused" {
+			// A refusal by role, not a failing region: the edge must not
+			// eject the region for it.
+			w.Header().Set(RefusalHeader, e.Code)
+		}
 		if e.Status >= 500 {
 			s.log.LogAttrs(r.Context(), slog.LevelWarn, "agents request failed",
 				slog.String("method", r.Method), slog.String("path", r.URL.Path),

@@ -417,6 +417,10 @@ func TestStandbyRefusesWrites(t *testing.T) {
 	}
 	_, err := e.client.Responses.New(ctx, responses.ResponseNewParams{Model: testDeployment, Input: textInput("hi")})
 	check(err)
+	// Marked as a refusal by role, so the edge does not eject the region.
+	if ae := apiErr(t, err, http.StatusServiceUnavailable, "not_primary"); ae.Response.Header.Get(RefusalHeader) != "not_primary" {
+		t.Errorf("%s: %q, want not_primary", RefusalHeader, ae.Response.Header.Get(RefusalHeader))
+	}
 	s := e.client.Responses.NewStreaming(ctx, responses.ResponseNewParams{Model: testDeployment, Input: textInput("hi")})
 	for s.Next() {
 		t.Errorf("event %s from a standby", s.Current().Type)

@@ -114,6 +114,11 @@ func (f *fakeOrigin) serve(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(map[string]int{"500": 500, "503": 503}[mode])
 		fmt.Fprintf(w, `{"error":{"message":"boom in %s","type":"server_error","param":null,"code":null}}`, f.name)
+	case "refused":
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set(refusalHeader, "write_refused")
+		w.WriteHeader(503)
+		fmt.Fprintf(w, `{"error":{"message":"%s holds no write lease yet","type":"server_error","param":null,"code":"write_refused"}}`, f.name)
 	case "429":
 		w.Header().Set("Retry-After", "7")
 		w.Header().Set("Content-Type", "application/json")

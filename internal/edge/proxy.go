@@ -21,6 +21,10 @@ const HeaderEdge = "X-Understudy-Edge"
 // tried.
 const maxHeldBody = 64 << 10
 
+// refusalHeader marks a region's 503 that refuses a write by its role
+// (agents.RefusalHeader; the edge does not import the region's packages).
+const refusalHeader = "X-Understudy-Refusal"
+
 type stateKey struct{}
 
 // reqState travels with a proxied request through the ReverseProxy to the
@@ -258,7 +262,9 @@ func (e *Edge) try(out *http.Request, rs *reqState, o *origin, timeout time.Dura
 			return nil, "connection failed", err
 		}
 	}
-	if resp.StatusCode >= 500 {
+	// A region refusing a write by its role (a standby, or a primary
+	// between promotion and its first lease) is not failing: no ejection.
+	if resp.StatusCode >= 500 && resp.Header.Get(refusalHeader) == "" {
 		e.eject(o, "status "+strconv.Itoa(resp.StatusCode))
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {

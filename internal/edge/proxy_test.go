@@ -159,7 +159,7 @@ func TestPassiveEjectionBackoff(t *testing.T) {
 	}
 }
 
-func TestNotEjectedBy4xxAnd429(t *testing.T) {
+func TestNotEjectedBy4xx429AndRefusals(t *testing.T) {
 	a, b := newOrigin(t, "eastus2"), newOrigin(t, "centralus")
 	h := newHarness(t, testTopology(nil, a, b), Options{})
 	got := h.do(t, "GET", "/v1/nothing-here", nil)
@@ -170,6 +170,18 @@ func TestNotEjectedBy4xxAnd429(t *testing.T) {
 	h.chat(t)
 	if v := h.origin(t, "eastus2"); v.Ejected {
 		t.Error("429 ejected the origin")
+	}
+	// A write refused by the region's role (X-Understudy-Refusal) is not
+	// a failing region either; a plain 503 is.
+	a.set("refused")
+	h.chat(t)
+	if v := h.origin(t, "eastus2"); v.Ejected {
+		t.Error("a role refusal ejected the origin")
+	}
+	a.set("503")
+	h.chat(t)
+	if v := h.origin(t, "eastus2"); !v.Ejected {
+		t.Error("a plain 503 did not eject the origin")
 	}
 }
 
