@@ -62,6 +62,8 @@ type Readiness struct {
 	Position int64  `json:"position"`
 	Writable bool   `json:"writable"`
 	Primary  string `json:"primary"`
+	// Quarantined counts the events a rejoined former primary set aside.
+	Quarantined int `json:"quarantined"`
 	// Replication lag per peer, from a primary.
 	Replication map[string]struct {
 		Events    int64   `json:"events"`

@@ -257,10 +257,37 @@ func (c *Controller) step(ctx context.Context) {
 			c.log.Warn("region state changed", "region", res.name, "down", down, "error", v.LastError)
 		}
 	}
+	c.noteRejoinLocked()
 	c.decideLocked(ctx)
 	if v := c.views[c.state.Primary]; v.LastOK && c.agentsEpoch != c.state.Epoch && c.active == nil {
 		c.agentsEpoch = c.state.Epoch
 		go c.ensureAgents(ctx, c.state.Primary)
+	}
+}
+
+// noteRejoinLocked completes the report of the last unplanned failover
+// once the old primary, down when the report was written, answers again
+// as a standby of the new epoch: the events it set aside at rejoin are the
+// exact count of what it wrote past the fork (rpo_events is a lower bound
+// from its last probe). Journal transport only: an engine standby is
+// rewound, and discards them.
+func (c *Controller) noteRejoinLocked() {
+	r := c.last
+	if r == nil || r.Planned || r.Status != RunCompleted || c.engine() {
+		return
+	}
+	if _, done := r.Int("quarantined"); done {
+		return
+	}
+	epoch, _ := r.Int("epoch")
+	v := c.views[r.From]
+	if v == nil || !v.LastOK || v.Readiness.Role != "standby" || v.Readiness.Epoch < epoch {
+		return
+	}
+	r.Set("quarantined", v.Readiness.Quarantined)
+	r.Note("report", "quarantined_at_rejoin", v.Readiness.Quarantined)
+	if err := c.journal.Save(r); err != nil {
+		c.log.Error("save run", "run", r.ID, "err", err)
 	}
 }
 

@@ -61,3 +61,52 @@ func TestStatusAnswersWhileAProbeHangs(t *testing.T) {
 		t.Fatalf("status regions %v", v)
 	}
 }
+
+// After an unplanned failover whose old primary was down at report time,
+// the report gets the exact count of events that region set aside once it
+// answers again as a standby of the new epoch.
+func TestReportCompletedAtRejoin(t *testing.T) {
+	dir := t.TempDir()
+	src := topology.ExampleYAML(topology.ExampleOptions{Key: "sk-ctl-0123456789abcdef", AdminToken: "adm-ctl-0123456789abcdef",
+		ReplicationSecret: "rep-ctl-0123456789abcdef", Ports: topology.DefaultPorts})
+	path := filepath.Join(dir, "topology.yaml")
+	if err := os.WriteFile(path, src, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	topo, err := topology.Load(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(topo, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := NewRun("failover-1", "failover", "eastus2", "centralus", "test", c.steps(false))
+	r.Status = RunCompleted
+	r.Set("epoch", int64(2))
+	c.last = r
+	east := c.views["eastus2"]
+
+	east.LastOK, east.Readiness = false, Readiness{}
+	c.noteRejoinLocked()
+	if _, ok := r.Int("quarantined"); ok {
+		t.Fatal("quarantined set while the old primary is down")
+	}
+	east.LastOK, east.Readiness = true, Readiness{Role: "fenced", Epoch: 1, Quarantined: 0}
+	c.noteRejoinLocked()
+	if _, ok := r.Int("quarantined"); ok {
+		t.Fatal("quarantined set before the old primary rejoined")
+	}
+	east.Readiness = Readiness{Role: "standby", Epoch: 2, Quarantined: 3}
+	c.noteRejoinLocked()
+	if q, ok := r.Int("quarantined"); !ok || q != 3 {
+		t.Fatalf("quarantined = %d, %v; want 3", q, ok)
+	}
+	runs, err := c.journal.List()
+	if err != nil || len(runs) != 1 {
+		t.Fatalf("journal: %d runs, %v", len(runs), err)
+	}
+	if q, _ := runs[0].Int("quarantined"); q != 3 {
+		t.Fatalf("journaled quarantined = %d, want 3", q)
+	}
+}
