@@ -349,11 +349,15 @@ func (c *Controller) pickTargetLocked(ctx context.Context, from string) (string,
 		if name == from {
 			continue
 		}
-		// Up is the detector's verdict, with hysteresis: one slow probe of a
-		// busy standby does not veto it. A hot-cold standby is not running
-		// until the runbook starts it.
-		if v := c.views[name]; !v.Up && c.t.Pattern != topology.HotCold {
-			reasons = append(reasons, name+" is down")
+		// The target must be up by the detector's verdict and have answered
+		// its last probe: a controller cut off from every region declares
+		// the primary down first and would otherwise pick a standby it can
+		// no longer see either, to promote it when the network heals (a
+		// failover nobody needed). A slow probe of a busy standby delays
+		// the failover by one probe interval. A hot-cold standby is not
+		// running until the runbook starts it.
+		if v := c.views[name]; (!v.Up || !v.LastOK) && c.t.Pattern != topology.HotCold {
+			reasons = append(reasons, name+" is down or did not answer its last probe")
 			continue
 		}
 		if c.opts.ReadyCheck != nil {

@@ -27,17 +27,7 @@ func TestStatusAnswersWhileAProbeHangs(t *testing.T) {
 	}))
 	defer fine.Close()
 
-	dir := t.TempDir()
-	src := topology.ExampleYAML(topology.ExampleOptions{Key: "sk-ctl-0123456789abcdef", AdminToken: "adm-ctl-0123456789abcdef",
-		ReplicationSecret: "rep-ctl-0123456789abcdef", Ports: topology.DefaultPorts})
-	path := filepath.Join(dir, "topology.yaml")
-	if err := os.WriteFile(path, src, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	topo, err := topology.Load(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	topo := exampleTopology(t)
 	topo.Regions[0].URL, topo.Regions[1].URL = frozen.URL, fine.URL
 	topo.Probes.Timeout = topology.Duration(30 * time.Second)
 	c, err := New(topo, Options{})
@@ -66,17 +56,7 @@ func TestStatusAnswersWhileAProbeHangs(t *testing.T) {
 // the report gets the exact count of events that region set aside once it
 // answers again as a standby of the new epoch.
 func TestReportCompletedAtRejoin(t *testing.T) {
-	dir := t.TempDir()
-	src := topology.ExampleYAML(topology.ExampleOptions{Key: "sk-ctl-0123456789abcdef", AdminToken: "adm-ctl-0123456789abcdef",
-		ReplicationSecret: "rep-ctl-0123456789abcdef", Ports: topology.DefaultPorts})
-	path := filepath.Join(dir, "topology.yaml")
-	if err := os.WriteFile(path, src, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	topo, err := topology.Load(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	topo := exampleTopology(t)
 	c, err := New(topo, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -109,4 +89,43 @@ func TestReportCompletedAtRejoin(t *testing.T) {
 	if q, _ := runs[0].Int("quarantined"); q != 3 {
 		t.Fatalf("journaled quarantined = %d, want 3", q)
 	}
+}
+
+// A standby that did not answer its last probe is no failover target,
+// even while the detector still counts it up: a controller cut off from
+// every region must not pick it.
+func TestTargetMustAnswerItsLastProbe(t *testing.T) {
+	topo := exampleTopology(t)
+	c, err := New(topo, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	central := c.views["centralus"]
+	central.Up, central.LastOK = true, false
+	if got, why := c.pickTargetLocked(t.Context(), "eastus2"); got != "" {
+		t.Fatalf("picked %s with its last probe failed", got)
+	} else if why == "" {
+		t.Fatal("no reason given")
+	}
+	central.LastOK = true
+	if got, why := c.pickTargetLocked(t.Context(), "eastus2"); got != "centralus" {
+		t.Fatalf("picked %q (%s), want centralus", got, why)
+	}
+}
+
+// exampleTopology is `understudy init`'s topology, loaded.
+func exampleTopology(t *testing.T) *topology.Topology {
+	t.Helper()
+	dir := t.TempDir()
+	src := topology.ExampleYAML(topology.ExampleOptions{Key: "sk-ctl-0123456789abcdef", AdminToken: "adm-ctl-0123456789abcdef",
+		ReplicationSecret: "rep-ctl-0123456789abcdef", Ports: topology.DefaultPorts})
+	path := filepath.Join(dir, "topology.yaml")
+	if err := os.WriteFile(path, src, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	topo, err := topology.Load(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return topo
 }
