@@ -100,7 +100,11 @@ func (h *Handler) ack(ctx context.Context) (Ack, error) {
 	if err != nil {
 		return Ack{}, err
 	}
-	return Ack{Role: m.Role, Epoch: m.Epoch, Epochs: m.History, Position: m.Position}, nil
+	return ackOf(m), nil
+}
+
+func ackOf(m store.Meta) Ack {
+	return Ack{Role: m.Role, Epoch: m.Epoch, Epochs: m.History, Position: m.Position}
 }
 
 func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
@@ -130,10 +134,11 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 
 // apply handles one decoded batch and returns the status and ack to send.
 func (h *Handler) apply(ctx context.Context, b Batch) (int, Ack, error) {
-	cur, err := h.ack(ctx)
+	m, err := h.st.Meta(ctx)
 	if err != nil {
 		return http.StatusInternalServerError, Ack{Code: CodeInternal, Error: "store unavailable"}, err
 	}
+	cur := ackOf(m)
 	refuse := func(status int, code string, err error) (int, Ack, error) {
 		a := cur
 		if now, aerr := h.ack(ctx); aerr == nil {
@@ -169,19 +174,26 @@ func (h *Handler) apply(ctx context.Context, b Batch) (int, Ack, error) {
 			h.log.Warn("rejoined as standby", "epoch", b.Epoch, "fork_seq", rep.ForkSeq, "quarantined", rep.Quarantined)
 		}
 	}
-	if b.From != "" {
+	// Every batch of an epoch names the same sender: note it once, not in
+	// a write transaction per batch (the sync path waits on this one).
+	if b.From != "" && (b.From != m.KnownPrimary || b.Epoch != m.KnownEpoch) {
 		if err := h.st.NotePrimary(ctx, b.From, b.Epoch); err != nil {
 			return refuse(statusOf(err))
 		}
 	}
-	if _, err := h.st.ApplyEvents(ctx, b.Events); err != nil {
+	pos, err := h.st.ApplyEvents(ctx, b.Events)
+	if err != nil {
 		status, code, err := statusOf(err)
 		st, a, err := refuse(status, code, err)
 		a.Rejoined = rejoined
 		return st, a, err
 	}
-	a, err := h.ack(ctx)
-	if err != nil {
+	a := cur
+	if b.Epoch == cur.Epoch {
+		// Same epoch: only the position moved (events never carry an
+		// epoch newer than their batch's).
+		a.Position = pos
+	} else if a, err = h.ack(ctx); err != nil {
 		return http.StatusInternalServerError, Ack{Code: CodeInternal, Error: "store unavailable"}, err
 	}
 	a.Rejoined = rejoined
