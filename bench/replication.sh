@@ -5,8 +5,9 @@
 #   BenchmarkReplicationWriteLatency  one-item conversation writes to a sync
 #       and an async primary, interleaved, with 0 and 20 ms one-way delay on
 #       the link to the standby (a linkproxy in front of the standby's
-#       gateway): p50/p99 per mode and sync-extra-ms = p50(sync) - p50(async)
-#       - the round trip.
+#       gateway): p50/p99 per mode, link-rtt (a 64-byte echo across a
+#       second linkproxy with the same delay) and sync-extra-ms =
+#       p50(sync) - p50(async) - p50(link-rtt).
 #   BenchmarkReplicationThroughput    async: lag under a steady 1,000
 #       events/s load, and the rate a cut-off standby catches up at.
 #
