@@ -3,8 +3,10 @@ package topology
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -118,6 +120,8 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"engine needs postgres", "mode: sync ", "transport: engine\n  mode: sync ", "regions[0].store.driver", "needs postgres"},
 		{"replicas need postgres", "    priority: 2\n", "    priority: 2\n    replicas: 2\n", "regions[1].replicas", "need store.driver postgres"},
 		{"replicas bound", "    priority: 2\n", "    priority: 2\n    replicas: 17\n", "regions[1].replicas", "must be 1..16"},
+		{"negative gateway procs", "\nedge:\n", "\ngateway:\n  procs: -1\nedge:\n", "gateway.procs", "must not be negative"},
+		{"negative edge procs", "  routing: priority\n", "  routing: priority\n  procs: -2\n", "edge.procs", "must not be negative"},
 		{"start command outside hot-cold", "    priority: 2\n", "    priority: 2\n    start_command: [x]\n", "regions[1].start_command", "only used with pattern hot-cold"},
 	}
 	for _, tt := range tests {
@@ -240,6 +244,53 @@ func TestReplicas(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("error = %v, want one naming %s", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestProcs(t *testing.T) {
+	tests := []struct {
+		name       string
+		add        string // YAML appended to the example
+		gw, edge   int
+		wantFields []string // problems expected, by field
+	}{
+		{"default leaves GOMAXPROCS to Go", "", 0, 0, nil},
+		{"explicit zero", "gateway:\n  procs: 0\n", 0, 0, nil},
+		{"gateway one per core", "gateway:\n  procs: 1\n", 1, 0, nil},
+		{"both set", "gateway:\n  procs: 2\n", 2, 3, nil},
+		{"negative both", "gateway:\n  procs: -1\n", 0, 0, []string{"gateway.procs", "edge.procs"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := string(example()) + tt.add
+			switch {
+			case tt.edge != 0:
+				src = strings.Replace(src, "  routing: priority\n", fmt.Sprintf("  routing: priority\n  procs: %d\n", tt.edge), 1)
+			case tt.wantFields != nil:
+				src = strings.Replace(src, "  routing: priority\n", "  routing: priority\n  procs: -1\n", 1)
+			}
+			tp, err := load(t, []byte(src), nil)
+			if tt.wantFields == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if tp.Gateway.Procs != tt.gw || tp.Edge.Procs != tt.edge {
+					t.Fatalf("gateway.procs %d, edge.procs %d; want %d, %d", tp.Gateway.Procs, tp.Edge.Procs, tt.gw, tt.edge)
+				}
+				return
+			}
+			var ps Problems
+			if !errors.As(err, &ps) {
+				t.Fatalf("error = %v, want Problems", err)
+			}
+			var got []string
+			for _, p := range ps {
+				got = append(got, p.Field)
+			}
+			if !slices.Equal(got, tt.wantFields) {
+				t.Fatalf("problem fields %v, want %v", got, tt.wantFields)
 			}
 		})
 	}

@@ -241,6 +241,11 @@ type Gateway struct {
 	// after 5xx, timeouts or connection errors. Defaults 1s and 30s.
 	EjectBase Duration `yaml:"eject_base"`
 	EjectMax  Duration `yaml:"eject_max"`
+	// Procs caps the OS threads executing Go code at once (GOMAXPROCS) in
+	// every gateway process, each replica included. Set, it overrides the
+	// GOMAXPROCS environment variable. Default 0: Go's default (the CPUs
+	// the process may use, or the GOMAXPROCS environment variable).
+	Procs int `yaml:"procs"`
 }
 
 // Replication says how state moves between regions.
@@ -296,6 +301,11 @@ type Edge struct {
 	// connection errors, timeouts and 5xx. Defaults 1s and 30s.
 	EjectBase Duration `yaml:"eject_base"`
 	EjectMax  Duration `yaml:"eject_max"`
+	// Procs caps the OS threads executing Go code at once (GOMAXPROCS) in
+	// the edge process. Set, it overrides the GOMAXPROCS environment
+	// variable. Default 0: Go's default (the CPUs the process may use, or
+	// the GOMAXPROCS environment variable).
+	Procs int `yaml:"procs"`
 }
 
 // Probes are health probes with Front Door semantics.

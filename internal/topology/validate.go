@@ -220,6 +220,9 @@ func (t *Topology) Validate() error {
 	if g.EjectMax < g.EjectBase {
 		ps.add("gateway.eject_max", "must not be below eject_base")
 	}
+	if g.Procs < 0 {
+		ps.add("gateway.procs", "must not be negative (0 leaves GOMAXPROCS to Go)")
+	}
 
 	rp := t.Replication
 	switch rp.Mode {
@@ -261,6 +264,9 @@ func (t *Topology) Validate() error {
 	}
 	if e.EjectMax < e.EjectBase {
 		ps.add("edge.eject_max", "must not be below eject_base")
+	}
+	if e.Procs < 0 {
+		ps.add("edge.procs", "must not be negative (0 leaves GOMAXPROCS to Go)")
 	}
 
 	p := t.Probes
