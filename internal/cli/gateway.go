@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 
 	"github.com/understudy/understudy/internal/region"
 )
@@ -37,6 +38,7 @@ func init() {
 			if r == nil {
 				return usageErr("region %q is not in the topology (have %v)", name, t.RegionNames())
 			}
+			procs := applyProcs(t.Gateway.Procs, runtime.GOMAXPROCS)
 			log := slog.New(slog.NewJSONHandler(env.Stderr, nil)).With("component", "gateway", "region", name)
 			srv, err := region.New(t, name, region.Options{Logger: log})
 			if err != nil {
@@ -50,7 +52,7 @@ func init() {
 			if err != nil {
 				return fmt.Errorf("listen %s: %w", addr, err)
 			}
-			fmt.Fprintf(env.Stdout, "ready component=gateway region=%s url=http://%s\n", name, ln.Addr())
+			fmt.Fprintf(env.Stdout, "ready component=gateway region=%s url=http://%s procs=%d\n", name, ln.Addr(), procs)
 			return srv.Run(ctx, ln)
 		},
 	})
