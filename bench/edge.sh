@@ -21,7 +21,12 @@
 # runs loadgen with its default key (sk-bench-0000). This script runs a copy
 # of the anchors directory whose only change is passing -key "$KEY" to
 # loadgen (fakeoai, haproxy and nginx ignore it). Ports 18090-18095 must be
-# free. EDGE_GOMAXPROCS (default 1) is the edge and edgegw processes' GOMAXPROCS.
+# free. EDGE_GOMAXPROCS (default 1) is the edge and edgegw processes' GOMAXPROCS
+# environment variable. EDGE_PROCS is the topology's edge.procs for edge and
+# edgegw, GW_PROCS the topology's gateway.procs for gw (unset or 0: Go's
+# default); set, they override the environment variable (edge-mp always
+# keeps Go's default). The header line shows the GOMAXPROCS each process's
+# ready line reported.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -41,6 +46,9 @@ trap 'exit 130' INT TERM
 
 die() { echo "edge.sh: $*" >&2; exit 1; }
 [[ -x "$ANCHORS/anchors.sh" ]] || die "no anchors.sh in $ANCHORS"
+EDGE_PROCS="${EDGE_PROCS:-0}"
+GW_PROCS="${GW_PROCS:-0}"
+[[ "$EDGE_PROCS" =~ ^[0-9]+$ && "$GW_PROCS" =~ ^[0-9]+$ ]] || die "EDGE_PROCS and GW_PROCS must be whole numbers (0: Go's default)"
 
 (cd "$ROOT" && go build -o "$RUN/understudy" ./cmd/understudy)
 
@@ -49,7 +57,7 @@ cp -r "$ANCHORS" "$RUN/anchors"
 sed -i 's|"\$RUN/loadgen" -name|"$RUN/loadgen" -key "'"$KEY"'" -name|g' "$RUN/anchors/anchors.sh"
 [[ "$(grep -c -- "-key \"$KEY\"" "$RUN/anchors/anchors.sh")" == 2 ]] || die "could not patch anchors.sh for the key"
 
-common() { # name port
+common() { # name port edge-procs
   cat <<YAML
 version: 1
 name: $1
@@ -64,13 +72,15 @@ deployments:
     version: "2024-07-18"
 gateway:
   access_log: false
+  procs: $GW_PROCS
 edge:
   listen: 127.0.0.1:$2
+  procs: $3
 YAML
 }
 
 # Edge alone: its origin is fakeoai.
-{ common bench-edge 18093
+fake_origin() {
   cat <<YAML
 regions:
   - name: fake
@@ -83,10 +93,12 @@ regions:
 probes:
   path: /v1/models
 YAML
-} >"$RUN/edge.yaml"
+}
+{ common bench-edge 18093 "$EDGE_PROCS"; fake_origin; } >"$RUN/edge.yaml"
+{ common bench-edge 18092 0; fake_origin; } >"$RUN/edge-mp.yaml"
 
 # Gateway with fakeoai as its backend, and an edge in front of it.
-{ common bench-edgegw 18095
+{ common bench-edgegw 18095 "$EDGE_PROCS"
   cat <<YAML
 regions:
   - name: local
@@ -113,13 +125,13 @@ start() { # name [VAR=value ...] args...
   die "$name did not print its ready line"
 }
 EDGE_GOMAXPROCS="${EDGE_GOMAXPROCS:-1}"
-sed 's/127.0.0.1:18093/127.0.0.1:18092/' "$RUN/edge.yaml" >"$RUN/edge-mp.yaml"
 start edge GOMAXPROCS="$EDGE_GOMAXPROCS" edge -f "$RUN/edge.yaml" --log-level warn
 start edge-mp edge -f "$RUN/edge-mp.yaml" --log-level warn
 start gw gateway -f "$RUN/edgegw.yaml" --region local
 start edgegw GOMAXPROCS="$EDGE_GOMAXPROCS" edge -f "$RUN/edgegw.yaml" --log-level warn
 
-echo "# bench/edge.sh: understudy $("$RUN/understudy" version | awk '{print $2}'), edge=:18093 (GOMAXPROCS=$EDGE_GOMAXPROCS) -> fakeoai, edge-mp=:18092 (GOMAXPROCS default, $(nproc) cores) -> fakeoai, gw=:18094 -> fakeoai, edgegw=:18095 (GOMAXPROCS=$EDGE_GOMAXPROCS) -> gw"
+procs() { sed -n 's/^ready .* procs=\([0-9]*\).*/\1/p' "$RUN/$1.out"; } # GOMAXPROCS from name's ready line
+echo "# bench/edge.sh: understudy $("$RUN/understudy" version | awk '{print $2}'), edge=:18093 (GOMAXPROCS $(procs edge)) -> fakeoai, edge-mp=:18092 (GOMAXPROCS $(procs edge-mp), Go's default, $(nproc) cores) -> fakeoai, gw=:18094 (GOMAXPROCS $(procs gw)) -> fakeoai, edgegw=:18095 (GOMAXPROCS $(procs edgegw)) -> gw"
 busy() { # what else is using the shared cores right now
   echo "# $1: load average $(cut -d' ' -f1-3 /proc/loadavg); busiest processes (top, %CPU):"
   top -b -n 1 -w 200 | sed -n '8,13p' | awk '{printf "#   %5s%% %s\n", $9, $12}'

@@ -16,7 +16,12 @@
 # GW_ENV, extra environment for the gateway process only (e.g.
 # "GOMAXPROCS=1 GOGC=200"); GW_VARIANTS, more gateway processes with their
 # own environment, run as extra targets gw2, gw3, ... (e.g.
-# GW_VARIANTS="GOMAXPROCS=1;GOGC=400").
+# GW_VARIANTS="GOMAXPROCS=1;GOGC=400"); GW_PROCS, the topology's
+# gateway.procs (unset or 0: Go's default GOMAXPROCS; e.g. GW_PROCS=1 for
+# parity with the single-threaded haproxy and nginx anchors). Every gateway
+# this script starts reads the one topology, so GW_PROCS applies to gw and
+# to each variant and overrides a GOMAXPROCS in GW_ENV or GW_VARIANTS; each
+# target's "# name:" line shows the GOMAXPROCS its ready line reported.
 #
 # Client keys must be at least 16 characters (topology validation) and
 # anchors.sh runs loadgen with its default key sk-bench-0000, so this script
@@ -41,6 +46,8 @@ trap 'exit 130' INT TERM
 
 die() { echo "gateway.sh: $*" >&2; exit 1; }
 [[ -x "$ANCHORS/anchors.sh" ]] || die "no anchors.sh in $ANCHORS"
+GW_PROCS="${GW_PROCS:-0}"
+[[ "$GW_PROCS" =~ ^[0-9]+$ ]] || die "GW_PROCS must be a whole number (0: Go's default), not \"$GW_PROCS\""
 
 (cd "$ROOT" && go build -o "$RUN/understudy" ./cmd/understudy)
 
@@ -69,6 +76,7 @@ regions:
           url: http://127.0.0.1:18080
 gateway:
   access_log: false
+  procs: $GW_PROCS
 YAML
 
 start_gw() { # name env...
@@ -83,7 +91,9 @@ start_gw() { # name env...
   done
   [[ -n "$url" ]] || { cat "$RUN/$name.err" >&2; die "gateway $name did not print its ready line"; }
   TARGETS+=("$name=$url")
-  echo "# $name: $url ${*:-(default environment)}"
+  local procs
+  procs="$(sed -n 's/^ready component=gateway .* procs=\([0-9]*\).*/\1/p' "$RUN/$name.out")"
+  echo "# $name: $url GOMAXPROCS ${procs:-?} ${*:-(default environment)}"
 }
 TARGETS=()
 read -r -a gwenv <<<"${GW_ENV:-}"
