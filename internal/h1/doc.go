@@ -1,0 +1,25 @@
+// Package h1 is the HTTP/1.1 server of the gateway's and the edge's client
+// listeners: the request path of a proxy, where every wake-up of a thread
+// shows in the added latency.
+//
+// One goroutine per connection reads a request, runs the handler and
+// writes the answer, with nothing else scheduled per request. net/http's
+// server does more: once a request body is read it starts a goroutine that
+// reads ahead on the connection to notice a client that went away, and
+// stops it at the end of every request by forcing a timeout, two extra
+// wake-ups per request that cost 50 µs at p50 and more at p99 on two
+// shared cores (docs/PERFORMANCE.md). Here that watch starts only once a
+// handler has run for WatchAfter with its body read, so a long model call
+// is still cancelled when its client leaves, and a quick answer pays
+// nothing.
+//
+// Server mirrors the parts of http.Server the components use
+// (ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout,
+// MaxHeaderBytes, BaseContext, Serve, Shutdown, Close) and hands handlers a
+// standard http.ResponseWriter that supports http.ResponseController's
+// Flush, SetReadDeadline and SetWriteDeadline. Responses that fit the
+// 4 KiB write buffer get a Content-Length; longer or flushed ones are
+// chunked. Requests are parsed by http.ReadRequest. Not supported:
+// HTTP/2, TLS (the listeners are plain; TLS terminates at Front Door or the
+// load balancer), Hijack, trailers.
+package h1
