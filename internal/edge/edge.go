@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/understudy/understudy/internal/h1"
 	"github.com/understudy/understudy/internal/probe"
 	"github.com/understudy/understudy/internal/topology"
 )
@@ -74,7 +75,7 @@ type Edge struct {
 	draining atomic.Bool
 
 	ln      net.Listener
-	srv     *http.Server
+	srv     *h1.Server
 	wg      sync.WaitGroup
 	started bool
 	closed  chan struct{}
@@ -216,14 +217,14 @@ func (e *Edge) Start(ctx context.Context) error {
 		ln.Close()
 		return fmt.Errorf("edge: start probes: %w", err)
 	}
-	e.srv = &http.Server{
+	e.srv = &h1.Server{
 		Handler:           e.handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      e.cfg.writeTimeout,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    1 << 20,
-		ErrorLog:          slog.NewLogLogger(e.log.Handler(), slog.LevelDebug),
+		Log:               e.log,
 	}
 	e.started = true
 	e.wg.Go(func() {

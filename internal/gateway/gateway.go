@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/understudy/understudy/internal/h1"
 	"github.com/understudy/understudy/internal/topology"
 )
 
@@ -75,7 +76,7 @@ type Gateway struct {
 	stopRequests context.CancelCauseFunc
 
 	srvMu     sync.Mutex
-	srv       *http.Server
+	srv       *h1.Server
 	closing   bool
 	serveDone chan struct{}
 	closeOnce sync.Once
@@ -305,13 +306,13 @@ func (g *Gateway) Start(ctx context.Context, ln net.Listener) error {
 	if g.srv != nil {
 		return errors.New("gateway: already started")
 	}
-	g.srv = &http.Server{
+	g.srv = &h1.Server{
 		Handler:           g.Handler(),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+		Log:               g.log,
 		BaseContext:       func(net.Listener) context.Context { return g.hardStop },
 	}
 	g.serveDone = make(chan struct{})

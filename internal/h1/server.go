@@ -459,6 +459,7 @@ func (c *conn) watchClient() {
 		return
 	}
 	c.watching = true
+	cancel := c.cancel // stopWatch clears c.cancel while this reads
 	done := make(chan struct{})
 	c.watchDone = done
 	c.mu.Unlock()
@@ -476,7 +477,7 @@ func (c *conn) watchClient() {
 	}
 	if err != nil && !(c.aborting && isTimeout(err)) {
 		c.broken = true
-		c.cancel()
+		cancel()
 	}
 	c.watching = false
 	close(done)

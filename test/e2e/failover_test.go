@@ -217,10 +217,20 @@ func agentLoad(t *testing.T, edge string, workers int, stop <-chan struct{}) (ac
 	var nretry atomic.Int64
 	for w := range workers {
 		wg.Go(func() {
-			conv, err := client.Conversations.New(context.Background(), conversations.ConversationNewParams{})
-			if err != nil {
-				t.Errorf("worker %d: create conversation: %v", w, err)
-				return
+			// Creating the conversation is retried too: with replicas, the
+			// one that answers may not hold the write lease yet.
+			var conv *conversations.Conversation
+			for deadline := time.Now().Add(30 * time.Second); ; {
+				var err error
+				if conv, err = client.Conversations.New(context.Background(), conversations.ConversationNewParams{}); err == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Errorf("worker %d: create conversation: %v", w, err)
+					return
+				}
+				nretry.Add(1)
+				<-time.After(100 * time.Millisecond)
 			}
 			for n := 0; ; n++ {
 				select {
