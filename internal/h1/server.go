@@ -437,6 +437,9 @@ func (c *conn) closeIfIdle() {
 func (c *conn) armWatch() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.cancel == nil {
+		return // the handler has returned (a drain after it)
+	}
 	c.armed = c.gen
 	after := c.s.WatchAfter
 	if after <= 0 {
@@ -530,7 +533,7 @@ func (b *body) Read(p []byte) (int, error) {
 		}
 	}
 	n, err := b.ReadCloser.Read(p)
-	if err == io.EOF {
+	if err == io.EOF { // http's body reader returns it with the last bytes
 		b.sawEOF = true
 		b.c.armWatch()
 	}
