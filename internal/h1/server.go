@@ -340,11 +340,12 @@ func (c *conn) serveRequest(base context.Context, req *http.Request) (keep bool)
 	req.RemoteAddr = c.remote
 	b := &body{ReadCloser: req.Body, c: c}
 	if e := req.Header.Get("Expect"); e != "" {
-		if !strings.EqualFold(e, "100-continue") || !req.ProtoAtLeast(1, 1) {
+		if !strings.EqualFold(e, "100-continue") {
 			c.fail(http.StatusExpectationFailed, "unsupported Expect")
 			return false
 		}
-		b.cont = true
+		// As net/http: HTTP/1.0 clients and empty bodies get no 100.
+		b.cont = req.ProtoAtLeast(1, 1) && req.ContentLength != 0
 		req.Header.Del("Expect")
 	}
 	req.Body = b

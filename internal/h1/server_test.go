@@ -198,6 +198,24 @@ func TestExpectContinue(t *testing.T) {
 	if resp, b := readResp(t, br, "POST"); resp.StatusCode != 200 || b != "POST /e data" {
 		t.Fatalf("got %d %q", resp.StatusCode, b)
 	}
+	// No body, or HTTP/1.0: nothing to wait for, no 100.
+	io.WriteString(c, "POST /z HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n")
+	if resp, b := readResp(t, br, "POST"); resp.StatusCode != 200 || b != "POST /z " {
+		t.Fatalf("empty body with Expect: got %d %q", resp.StatusCode, b)
+	}
+}
+
+// TestExpectContinueNotRead: a handler that answers without reading the
+// body never sends 100 Continue, and the connection closes after the
+// answer (the client may or may not send the body now).
+func TestExpectContinueNotRead(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no", http.StatusUnauthorized) })
+	addr, _, _ := start(t, &Server{Handler: h})
+	_, br := raw(t, addr, "POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
+	resp, _ := readResp(t, br, "POST")
+	if resp.StatusCode != http.StatusUnauthorized || !resp.Close {
+		t.Fatalf("got %d close %v, want 401 with Connection: close", resp.StatusCode, resp.Close)
+	}
 }
 
 func TestChunkedRequestBodyAndPipelining(t *testing.T) {
