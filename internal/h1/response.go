@@ -176,6 +176,9 @@ func (w *response) sendHeader(final bool) error {
 	default:
 		w.closeAfter = true
 	}
+	if w.contentLength < 0 {
+		h.Del("Content-Length") // set after WriteHeader: too late to count
+	}
 	keepAlive10 := !req.ProtoAtLeast(1, 1) && !w.closeAfter && w.contentLength >= 0 && hasToken(req.Header["Connection"], "keep-alive")
 	if !req.ProtoAtLeast(1, 1) && !keepAlive10 {
 		w.closeAfter = true

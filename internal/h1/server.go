@@ -296,6 +296,7 @@ func (c *conn) serve(base context.Context) {
 			default:
 				c.fail(http.StatusBadRequest, err.Error())
 			}
+			c.closeGracefully()
 			return
 		}
 		c.r.remain = unlimited
@@ -403,15 +404,13 @@ func checkRequest(req *http.Request) string {
 	return ""
 }
 
-// fail answers a request that cannot be served and leaves the connection
-// to be closed.
+// fail answers a request that cannot be served; the caller closes the
+// connection.
 func (c *conn) fail(status int, msg string) {
 	c.nc.SetWriteDeadline(time.Now().Add(closeLinger))
 	fmt.Fprintf(c.bw, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
 		status, http.StatusText(status), len(msg)+1, msg+"\n")
-	if c.bw.Flush() == nil {
-		c.closeGracefully()
-	}
+	c.bw.Flush()
 }
 
 // closeGracefully half-closes and reads what the client still sends for a

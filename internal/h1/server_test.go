@@ -454,3 +454,30 @@ func TestHeaderValuesSanitised(t *testing.T) {
 }
 
 func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestLengthSetAfterWriteHeader: a Content-Length set after WriteHeader is
+// not sent beside the chunked framing (a proxy in front would be free to
+// choose either and desynchronise).
+func TestLengthSetAfterWriteHeader(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		w.Header().Set("Content-Length", "1")
+		io.WriteString(w, strings.Repeat("x", bufSize+1))
+	})
+	addr, _, _ := start(t, &Server{Handler: h})
+	_, br := raw(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	var head strings.Builder
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if line == "\r\n" {
+			break
+		}
+		head.WriteString(line)
+	}
+	if strings.Contains(head.String(), "Content-Length") || !strings.Contains(head.String(), "Transfer-Encoding: chunked") {
+		t.Fatalf("want chunked without Content-Length, got header:\n%s", head.String())
+	}
+}
