@@ -15,6 +15,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/understudy/understudy/internal/h1"
 	"github.com/understudy/understudy/internal/topology"
 )
 
@@ -152,8 +153,8 @@ func (b *backend) newRequest(ctx context.Context, e endpoint, body []byte) (*htt
 	if err != nil {
 		return nil, err
 	}
-	req.Body = &byteBody{b: body}
-	req.GetBody = func() (io.ReadCloser, error) { return &byteBody{b: body}, nil }
+	req.Body = h1.NewBytesBody(body)
+	req.GetBody = func() (io.ReadCloser, error) { return h1.NewBytesBody(body), nil }
 	req.ContentLength = int64(len(body))
 	u := b.urls[e]
 	req.URL = u
@@ -169,23 +170,6 @@ func (b *backend) newRequest(ctx context.Context, e endpoint, body []byte) (*htt
 	}
 	return req, nil
 }
-
-// byteBody is a request body the inline transport writes without a copy.
-type byteBody struct {
-	b   []byte
-	off int
-}
-
-func (r *byteBody) Read(p []byte) (int, error) {
-	if r.off >= len(r.b) {
-		return 0, io.EOF
-	}
-	n := copy(p, r.b[r.off:])
-	r.off += n
-	return n, nil
-}
-
-func (r *byteBody) Close() error { return nil }
 
 var (
 	hdrAccept = []string{"application/json, text/event-stream"}

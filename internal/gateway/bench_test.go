@@ -55,7 +55,7 @@ func benchGatewayWith(b *testing.B, c *http.Client) *Gateway {
 func BenchmarkHandlerChat(b *testing.B) {
 	b.Run("inline", func(b *testing.B) { benchHandler(b, benchGateway(b)) })
 	b.Run("std", func(b *testing.B) {
-		benchHandler(b, benchGatewayWith(b, &http.Client{Transport: newTransport(nil).std}))
+		benchHandler(b, benchGatewayWith(b, &http.Client{Transport: newStdTransport(nil)}))
 	})
 }
 

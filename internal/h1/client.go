@@ -417,6 +417,20 @@ func (c *pconn) writeRequest(req *http.Request) error {
 	if req.Close {
 		bw.WriteString("Connection: close\r\n")
 	}
+	var m int // bytes of the body read ahead into c.chunk
+	var rerr error
+	if rb != nil && n <= 0 {
+		// Length unknown: an empty body is sent as none, else chunked.
+		if c.chunk == nil {
+			c.chunk = make([]byte, 16<<10)
+		}
+		for m == 0 && rerr == nil {
+			m, rerr = rb.Read(c.chunk)
+		}
+		if m == 0 && rerr == io.EOF {
+			rb = nil
+		}
+	}
 	switch {
 	case rb == nil:
 		if method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch {
@@ -441,25 +455,22 @@ func (c *pconn) writeRequest(req *http.Request) error {
 		if err != nil {
 			return err
 		}
-	default: // length unknown: chunked
+	default:
 		bw.WriteString("Transfer-Encoding: chunked\r\n\r\n")
-		if c.chunk == nil {
-			c.chunk = make([]byte, 16<<10)
-		}
 		for {
-			m, err := rb.Read(c.chunk)
 			if m > 0 {
 				bw.WriteString(strconv.FormatInt(int64(m), 16))
 				bw.WriteString("\r\n")
 				bw.Write(c.chunk[:m])
 				bw.WriteString("\r\n")
 			}
-			if err == io.EOF {
+			if rerr == io.EOF {
 				break
 			}
-			if err != nil {
-				return fmt.Errorf("%w: read body: %w", errInvalidRequest, err)
+			if rerr != nil {
+				return fmt.Errorf("%w: read body: %w", errInvalidRequest, rerr)
 			}
+			m, rerr = rb.Read(c.chunk)
 		}
 		bw.WriteString("0\r\n\r\n")
 	}
