@@ -26,8 +26,8 @@
 // are abandoned and replayed at once rather than each waiting out its own
 // timeout. Streams pass through as they come; a stream that breaks after its
 // first byte ends with an explicit SSE error event. Attempts to http://
-// origins go through a small inline HTTP/1.1 client (transport.go) that
-// reads and writes in the request's goroutine on pooled connections.
+// origins go through the inline HTTP/1.1 client h1.Transport, which reads
+// and writes in the request's goroutine on pooled connections.
 //
 // Requests that touch state (conversations, responses, or a body naming
 // one) go to the origin whose probe body reports role "primary" (the highest

@@ -31,7 +31,7 @@ type Options struct {
 	Probe probe.Func
 	// Transport carries attempts to the origins. Default: an inline
 	// HTTP/1.1 client on pooled keep-alive connections for http:// origins
-	// (see transport.go), a tuned http.Transport for https:// ones.
+	// (h1.Transport), a tuned http.Transport for https:// ones.
 	Transport http.RoundTripper
 	// Listener replaces listening on edge.listen (tests).
 	Listener net.Listener
@@ -142,7 +142,7 @@ func New(t *topology.Topology, o Options) (*Edge, error) {
 
 	if e.transport == nil {
 		dial := (&net.Dialer{Timeout: e.cfg.attemptTimeout, KeepAlive: 30 * time.Second}).DialContext
-		e.transport = newInline(&http.Transport{
+		e.transport = &h1.Transport{Std: &http.Transport{
 			DialContext:         dial,
 			ForceAttemptHTTP2:   true,
 			MaxIdleConns:        1024,
@@ -151,7 +151,7 @@ func New(t *topology.Topology, o Options) (*Edge, error) {
 			TLSHandshakeTimeout: 10 * time.Second,
 			// Pass the client's Accept-Encoding through untouched.
 			DisableCompression: true,
-		}, dial)
+		}, Dial: dial, MaxIdlePerHost: 256, IdleTimeout: 90 * time.Second}
 	}
 
 	var targets []probe.Target

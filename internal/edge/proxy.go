@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/understudy/understudy/internal/h1"
 )
 
 // HeaderEdge is set on every response: which origin served and after how
@@ -231,8 +233,8 @@ func (e *Edge) try(out *http.Request, rs *reqState, o *origin, timeout time.Dura
 	req.URL, req.Host = &u, ""
 	if rs.body != nil {
 		body := rs.body
-		req.Body = io.NopCloser(bytes.NewReader(body))
-		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+		req.Body = h1.NewBytesBody(body)
+		req.GetBody = func() (io.ReadCloser, error) { return h1.NewBytesBody(body), nil }
 		req.ContentLength = int64(len(body))
 	}
 
