@@ -1,6 +1,7 @@
 // Package h1 is the HTTP/1.1 server of the gateway's and the edge's client
-// listeners: the request path of a proxy, where every wake-up of a thread
-// shows in the added latency.
+// listeners, and the HTTP/1.1 client with which they reach their upstreams:
+// the request path of a proxy, where every wake-up of a thread shows in the
+// added latency.
 //
 // One goroutine per connection reads a request, runs the handler and
 // writes the answer, with nothing else scheduled per request. net/http's
@@ -22,4 +23,12 @@
 // chunked. Requests are parsed by http.ReadRequest. Not supported:
 // HTTP/2, TLS (the listeners are plain; TLS terminates at Front Door or the
 // load balancer), Hijack, trailers.
+//
+// Transport is the client side, an http.RoundTripper for plain-HTTP
+// upstreams: the calling goroutine writes the request and reads the answer
+// on a pooled keep-alive connection, where http.Transport hands every round
+// trip to a writer and a reader goroutine. A pooled connection the upstream
+// closed while idle is retried once on a fresh one, only when nothing at
+// all was read and the body can be replayed. HTTPS, proxied URLs and
+// Upgrade requests go to a standard http.Transport.
 package h1
