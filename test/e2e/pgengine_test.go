@@ -14,34 +14,6 @@ import (
 	"github.com/understudy/understudy/internal/testutil/pgtest"
 )
 
-// engineTopology: eastus2 on a PostgreSQL primary, centralus on its
-// streaming standby (replication.transport engine, sync), two gateway
-// replicas per region, the controller and the edge as in failoverTopology.
-const engineTopology = `version: 1
-name: e2e-pg-engine
-pattern: hot-warm
-targets: {rto: 10s, rpo: 0s}
-keys: [{name: e2e, key: %[1]s}]
-admin: {token: %[2]s}
-deployments: [{name: %[3]s, version: "2025-04-14"}]
-regions:
-  - name: eastus2
-    listen: 127.0.0.1:0
-    replicas: 2
-    store: {driver: postgres, dsn: "%[4]s", max_conns: 6}
-    backends: {%[3]s: [{kind: sim, url: "http://127.0.0.1:0"}]}
-  - name: centralus
-    listen: 127.0.0.1:0
-    replicas: 2
-    store: {driver: postgres, dsn: "%[5]s", max_conns: 6}
-    backends: {%[3]s: [{kind: sim, url: "http://127.0.0.1:0"}]}
-replication: {transport: engine, mode: sync, secret: rep-e2e-0123456789abcdef, sync_timeout: 2s}
-gateway: {access_log: false}
-edge: {listen: 127.0.0.1:0, attempt_timeout: 1s, eject_base: 500ms, eject_max: 2s}
-probes: {interval: 500ms, timeout: 250ms, sample_size: 3, successful_samples_required: 2}
-controller: {listen: 127.0.0.1:0, lease_ttl: 2s, failures: 3, window: 2s, probe_interval: 250ms, cooldown: 1s}
-`
-
 // TestPostgresEngineFailoverAndFailback: the topology under `up` on a
 // PostgreSQL primary and its streaming standby, two gateways per region
 // (four processes); agent turns through the edge; the primary region's
@@ -68,7 +40,7 @@ func TestPostgresEngineFailoverAndFailback(t *testing.T) {
 	sbDSN := strings.Replace(dsn, fmt.Sprintf(":%d/", pg.Port), fmt.Sprintf(":%d/", sb.Port), 1)
 
 	// 2 model servers, 4 gateways, edge, controller.
-	_, st := startUp(t, fmt.Sprintf(engineTopology, e2eKey, e2eAdmin, e2eModel, dsn, sbDSN), 8)
+	_, st := startUp(t, fmt.Sprintf(pgTopology, e2eKey, e2eAdmin, e2eModel, dsn, sbDSN, "engine"), 8)
 	var ub upBalancers
 	if err := json.Unmarshal(readUpJSON(t, st), &ub); err != nil {
 		t.Fatal(err)

@@ -16,11 +16,12 @@ import (
 	"github.com/understudy/understudy/internal/testutil/pgtest"
 )
 
-// pgJournalTopology: failoverTopology with each region on its own
-// PostgreSQL server and two gateway replicas per region behind the
-// region's balancer; journal replication, sync.
-const pgJournalTopology = `version: 1
-name: e2e-pgjournal
+// pgTopology: failoverTopology with each region on PostgreSQL (DSNs %[4]s
+// and %[5]s) and two gateway replicas per region behind the region's
+// balancer; sync replication over transport %[6]s (journal: one server
+// per region; engine: centralus's server streams from eastus2's).
+const pgTopology = `version: 1
+name: e2e-pg-%[6]s
 pattern: hot-warm
 targets: {rto: 10s, rpo: 0s}
 keys: [{name: e2e, key: %[1]s}]
@@ -37,7 +38,7 @@ regions:
     replicas: 2
     store: {driver: postgres, dsn: "%[5]s", max_conns: 6}
     backends: {%[3]s: [{kind: sim, url: "http://127.0.0.1:0"}]}
-replication: {mode: sync, transport: journal, secret: rep-e2e-0123456789abcdef, sync_timeout: 2s}
+replication: {mode: sync, transport: %[6]s, secret: rep-e2e-0123456789abcdef, sync_timeout: 2s}
 gateway: {access_log: false}
 edge: {listen: 127.0.0.1:0, attempt_timeout: 1s, eject_base: 500ms, eject_max: 2s}
 probes: {interval: 500ms, timeout: 250ms, sample_size: 3, successful_samples_required: 2}
@@ -86,7 +87,7 @@ func TestPostgresJournalReplicasFailoverFailback(t *testing.T) {
 	}
 
 	// 2 model servers, 4 gateways, edge, controller.
-	_, st := startUp(t, fmt.Sprintf(pgJournalTopology, e2eKey, e2eAdmin, e2eModel, dsns[0], dsns[1]), 8)
+	_, st := startUp(t, fmt.Sprintf(pgTopology, e2eKey, e2eAdmin, e2eModel, dsns[0], dsns[1], "journal"), 8)
 	_, edge, _ := st.component("edge")
 	_, ctl, _ := st.component("controller")
 	var ub upBalancers
