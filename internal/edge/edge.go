@@ -142,16 +142,7 @@ func New(t *topology.Topology, o Options) (*Edge, error) {
 
 	if e.transport == nil {
 		dial := (&net.Dialer{Timeout: e.cfg.attemptTimeout, KeepAlive: 30 * time.Second}).DialContext
-		e.transport = &h1.Transport{Std: &http.Transport{
-			DialContext:         dial,
-			ForceAttemptHTTP2:   true,
-			MaxIdleConns:        1024,
-			MaxIdleConnsPerHost: 256,
-			IdleConnTimeout:     90 * time.Second,
-			TLSHandshakeTimeout: 10 * time.Second,
-			// Pass the client's Accept-Encoding through untouched.
-			DisableCompression: true,
-		}, Dial: dial, MaxIdlePerHost: 256, IdleTimeout: 90 * time.Second}
+		e.transport = h1.NewTransport(dial)
 	}
 
 	var targets []probe.Target

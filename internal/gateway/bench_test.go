@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/understudy/understudy/internal/h1"
 	"github.com/understudy/understudy/internal/topology"
 )
 
@@ -55,7 +56,7 @@ func benchGatewayWith(b *testing.B, c *http.Client) *Gateway {
 func BenchmarkHandlerChat(b *testing.B) {
 	b.Run("inline", func(b *testing.B) { benchHandler(b, benchGateway(b)) })
 	b.Run("std", func(b *testing.B) {
-		benchHandler(b, benchGatewayWith(b, &http.Client{Transport: newStdTransport(nil)}))
+		benchHandler(b, benchGatewayWith(b, &http.Client{Transport: h1.NewTransport(nil).Std}))
 	})
 }
 

@@ -207,23 +207,7 @@ func DefaultHTTPClient() *http.Client {
 }
 
 func newHTTPClient(dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Client {
-	tr := &h1.Transport{Std: newStdTransport(dial), Dial: dial, MaxIdlePerHost: 256, IdleTimeout: 90 * time.Second}
-	return &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-}
-
-// newStdTransport is the transport of HTTPS and proxied backends.
-func newStdTransport(dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Transport {
-	return &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           dial,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ExpectContinueTimeout: time.Second,
-		DisableCompression:    true,
-	}
+	return &http.Client{Transport: h1.NewTransport(dial), CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
 func (b *backend) lastError() string { return b.st.lastErr }
