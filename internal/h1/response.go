@@ -14,7 +14,8 @@ import (
 type response struct {
 	c      *conn
 	req    *http.Request
-	header http.Header
+	header http.Header // sent; the handler's own until WriteHeader
+	later  http.Header // what Header returns after WriteHeader: never sent
 
 	status        int // 0 until WriteHeader
 	headerSent    bool
@@ -26,7 +27,17 @@ type response struct {
 	scratch       [20]byte
 }
 
-func (w *response) Header() http.Header { return w.header }
+// Header is the header to send until WriteHeader; after it, a copy whose
+// changes have no effect, as net/http.
+func (w *response) Header() http.Header {
+	if w.status == 0 {
+		return w.header
+	}
+	if w.later == nil {
+		w.later = w.header.Clone()
+	}
+	return w.later
+}
 
 func (w *response) WriteHeader(code int) {
 	if code < 100 || code > 999 {
@@ -177,7 +188,9 @@ func (w *response) sendHeader(final bool) error {
 		w.closeAfter = true
 	}
 	if w.contentLength < 0 {
-		h.Del("Content-Length") // set after WriteHeader: too late to count
+		// Set after WriteHeader through a map kept from before it: too
+		// late to count.
+		h.Del("Content-Length")
 	}
 	keepAlive10 := !req.ProtoAtLeast(1, 1) && !w.closeAfter && w.contentLength >= 0 && hasToken(req.Header["Connection"], "keep-alive")
 	if !req.ProtoAtLeast(1, 1) && !keepAlive10 {

@@ -455,29 +455,56 @@ func TestHeaderValuesSanitised(t *testing.T) {
 
 func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
-// TestLengthSetAfterWriteHeader: a Content-Length set after WriteHeader is
-// not sent beside the chunked framing (a proxy in front would be free to
-// choose either and desynchronise).
-func TestLengthSetAfterWriteHeader(t *testing.T) {
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(http.StatusOK)
-		w.Header().Set("Content-Length", "1")
-		io.WriteString(w, strings.Repeat("x", bufSize+1))
-	})
-	addr, _, _ := start(t, &Server{Handler: h})
-	_, br := raw(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-	var head strings.Builder
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			t.Fatal(err)
-		}
-		if line == "\r\n" {
-			break
-		}
-		head.WriteString(line)
+// TestHeaderChangedAfterWriteHeader: as with net/http, header changes
+// after WriteHeader are not sent, through Header() or through a map kept
+// from before; a Content-Length set that way is never sent beside the
+// chunked framing (a proxy in front would be free to choose either and
+// desynchronise). Header() after WriteHeader still reads what was set.
+func TestHeaderChangedAfterWriteHeader(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(w http.ResponseWriter, kept http.Header)
+	}{
+		{"through Header()", func(w http.ResponseWriter, _ http.Header) {
+			w.Header().Set("X-Late", "1")
+			w.Header().Set("Content-Length", "1")
+		}},
+		{"through a kept map", func(_ http.ResponseWriter, kept http.Header) {
+			kept.Set("Content-Length", "1")
+		}},
 	}
-	if strings.Contains(head.String(), "Content-Length") || !strings.Contains(head.String(), "Transfer-Encoding: chunked") {
-		t.Fatalf("want chunked without Content-Length, got header:\n%s", head.String())
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			read := make(chan string, 1)
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				kept := w.Header()
+				kept.Set("X-Early", "1")
+				w.WriteHeader(http.StatusOK)
+				read <- w.Header().Get("X-Early")
+				tt.change(w, kept)
+				io.WriteString(w, strings.Repeat("x", bufSize+1))
+			})
+			addr, _, _ := start(t, &Server{Handler: h})
+			_, br := raw(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+			var head strings.Builder
+			for {
+				line, err := br.ReadString('\n')
+				if err != nil {
+					t.Fatal(err)
+				}
+				if line == "\r\n" {
+					break
+				}
+				head.WriteString(line)
+			}
+			got := head.String()
+			if strings.Contains(got, "Content-Length") || strings.Contains(got, "X-Late") ||
+				!strings.Contains(got, "X-Early: 1") || !strings.Contains(got, "Transfer-Encoding: chunked") {
+				t.Fatalf("want X-Early, chunked, no Content-Length or X-Late; got header:\n%s", got)
+			}
+			if v := <-read; v != "1" {
+				t.Fatalf("Header() after WriteHeader reads X-Early %q, want 1", v)
+			}
+		})
 	}
 }
