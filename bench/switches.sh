@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# bench/switches.sh: what one proxied request costs a gateway process in
+# thread switches and CPU, beside its latency: the anchors' fakeoai backend
+# and loadgen (../shared/bench), a gateway with fakeoai as its one backend,
+# and optionally a second gateway with other settings, loaded in turn at a
+# fixed rate. For each target it prints loadgen's latency and, read from
+# /proc for the target's process (all threads, warm-up included), the
+# voluntary context switches and the CPU time (user + system) per request.
+# "direct" is fakeoai itself.
+#
+# Usage: bench/switches.sh
+# Environment: RATE (1000), DURATION_S (5), ROUNDS (3); GW_PROCS, the
+# topology's gateway.procs (default 1); VAR_ENV, environment of a second
+# gateway "var" (e.g. "GODEBUG=schedtrace=2000000000"); VAR_PROCS, its
+# gateway.procs (default GW_PROCS). Without VAR_ENV and VAR_PROCS there is
+# no second gateway. Port 18080 (fakeoai) must be free; the gateways listen
+# on free loopback ports.
+set -euo pipefail
+
+ROOT="$(git -C "$(dirname "${BASH_SOURCE[0]}")" rev-parse --show-toplevel)"
+ANCHORS="${ANCHORS:-$ROOT/../shared/bench}"
+RATE="${RATE:-1000}" DURATION_S="${DURATION_S:-5}" ROUNDS="${ROUNDS:-3}"
+GW_PROCS="${GW_PROCS:-1}" VAR_ENV="${VAR_ENV:-}" VAR_PROCS="${VAR_PROCS:-}"
+KEY="sk-bench-0000-0000-0000"
+RUN="$(mktemp -d "${TMPDIR:-/tmp}/switches.XXXXXX")"
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$RUN"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+die() { echo "switches.sh: $*" >&2; exit 1; }
+
+(cd "$ROOT" && go build -o "$RUN/understudy" ./cmd/understudy)
+(cd "$ANCHORS/fakeoai" && go build -o "$RUN/fakeoai" .)
+(cd "$ANCHORS/loadgen" && go build -o "$RUN/loadgen" .)
+
+"$RUN/fakeoai" -listen 127.0.0.1:18080 2>"$RUN/fakeoai.err" &
+PIDS+=($!)
+TARGETS=("direct $! http://127.0.0.1:18080")
+
+start_gw() { # name procs env...
+  local name="$1" procs="$2"; shift 2
+  cat >"$RUN/$name.yaml" <<YAML
+version: 1
+name: bench-switches
+data_dir: $RUN/data-$name
+keys:
+  - name: bench
+    key: $KEY
+admin:
+  token: adm-bench-switches-0123456789
+deployments:
+  - name: gpt-4o-mini
+    version: "2024-07-18"
+regions:
+  - name: bench
+    listen: 127.0.0.1:0
+    backends:
+      gpt-4o-mini:
+        - kind: openai
+          url: http://127.0.0.1:18080
+gateway:
+  access_log: false
+  procs: $procs
+YAML
+  env "$@" "$RUN/understudy" gateway -f "$RUN/$name.yaml" --region bench >"$RUN/$name.out" 2>"$RUN/$name.err" &
+  local pid=$!
+  PIDS+=("$pid")
+  local url=""
+  for _ in $(seq 1 100); do
+    url="$(sed -n 's/^ready component=gateway .*url=\(http:[^ ]*\).*/\1/p' "$RUN/$name.out")"
+    [[ -n "$url" ]] && break
+    sleep 0.1
+  done
+  [[ -n "$url" ]] || { cat "$RUN/$name.err" >&2; die "gateway $name did not print its ready line"; }
+  TARGETS+=("$name $pid $url")
+  echo "# $name: $(sed -n 's/^ready component=gateway .*\(procs=[0-9]*\).*/\1/p' "$RUN/$name.out") ${*:-(default environment)}"
+}
+start_gw gw "$GW_PROCS"
+if [[ -n "$VAR_ENV$VAR_PROCS" ]]; then
+  read -r -a venv <<<"$VAR_ENV"
+  start_gw var "${VAR_PROCS:-$GW_PROCS}" "${venv[@]}"
+fi
+
+# counters PID: voluntary switches summed over the threads, then utime+stime
+# in clock ticks.
+counters() {
+  local v=0 t
+  for t in /proc/"$1"/task/*/status; do
+    v=$((v + $(awk '/^voluntary_ctxt_switches/ {print $2}' "$t")))
+  done
+  echo "$v $(awk '{print $14 + $15}' /proc/"$1"/stat)"
+}
+hz="$(getconf CLK_TCK)"
+echo "# $(uptime)"
+echo "# rate=$RATE/s duration=${DURATION_S}s rounds=$ROUNDS; per request = over warm-up (1 s) and measured run"
+for round in $(seq 1 "$ROUNDS"); do
+  for t in "${TARGETS[@]}"; do
+    read -r name pid url <<<"$t"
+    read -r v0 c0 <<<"$(counters "$pid")"
+    out="$("$RUN/loadgen" -key "$KEY" -name "$name" -url "$url" -rate "$RATE" -duration "${DURATION_S}s" -warmup 1s)"
+    read -r v1 c1 <<<"$(counters "$pid")"
+    echo "$out" | awk -v r="$round" -v dv=$((v1 - v0)) -v dc=$((c1 - c0)) -v hz="$hz" -v rate="$RATE" -v d="$DURATION_S" '
+      { for (i = 1; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] } }
+      END {
+        n = rate * (d + 1)
+        printf "round=%s target=%-6s errors=%s p50_us=%s p99_us=%s switches_per_req=%.2f cpu_us_per_req=%.0f\n",
+          r, f["target"], f["errors"], f["p50_us"], f["p99_us"], dv / n, dc * 1e6 / hz / n
+      }'
+  done
+done
