@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+
+	"github.com/understudy/understudy/internal/oaierr"
 )
 
 // AdminClient calls a region gateway's agent admin API (GET and PUT
@@ -44,7 +46,7 @@ func (c *AdminClient) do(ctx context.Context, method string, body []byte, out an
 		return fmt.Errorf("%s %s: %w", method, url, err)
 	}
 	if res.StatusCode != http.StatusOK {
-		var e errorBody
+		var e oaierr.Body
 		if json.Unmarshal(b, &e) == nil && e.Error.Message != "" {
 			return fmt.Errorf("%s %s: %d: %s", method, url, res.StatusCode, e.Error.Message)
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/understudy/understudy/internal/oaierr"
 	"github.com/understudy/understudy/internal/store"
 )
 
@@ -276,7 +277,7 @@ func parseCompletion(body []byte) (modelResult, error) {
 // error: the provider's own message for a 4xx it will repeat, a 429 as
 // such, anything else a 502.
 func backendError(deployment string, status int, body []byte) *apiError {
-	var e errorBody
+	var e oaierr.Body
 	json.Unmarshal(body, &e)
 	switch {
 	case status == http.StatusTooManyRequests:

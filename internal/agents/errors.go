@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/understudy/understudy/internal/oaierr"
 	"github.com/understudy/understudy/internal/store"
 )
 
@@ -55,17 +56,6 @@ var errAnswered = errors.New("answer already started")
 type httpStatuser interface {
 	error
 	HTTPStatus() int
-}
-
-func errorType(status int) string {
-	switch {
-	case status == http.StatusTooManyRequests:
-		return "requests"
-	case status >= 500:
-		return "server_error"
-	default:
-		return "invalid_request_error"
-	}
 }
 
 // toAPIError maps any handler error to what the client sees. Store errors
@@ -121,32 +111,6 @@ func notPrimary(role store.Role, epoch int64, primary string, knownEpoch int64) 
 	return &apiError{Status: http.StatusServiceUnavailable, Code: "not_primary", Message: msg}
 }
 
-type errorBody struct {
-	Error errorFields `json:"error"`
-}
-
-type errorFields struct {
-	Message string  `json:"message"`
-	Type    string  `json:"type"`
-	Param   *string `json:"param"`
-	Code    *string `json:"code"`
-}
-
-func nullable(s string) *string {
-	if s == "" {
-		return nil
-	}
-	return &s
-}
-
-func (e *apiError) body() errorBody {
-	typ := e.Type
-	if typ == "" {
-		typ = errorType(e.Status)
-	}
-	return errorBody{Error: errorFields{Message: e.Message, Type: typ, Param: nullable(e.Param), Code: nullable(e.Code)}}
-}
-
 // adapt turns a handler returning an error into an http.Handler that
 // answers the error in the OpenAI shape and logs server-side failures.
 func (s *Service) adapt(fn func(http.ResponseWriter, *http.Request) error) http.Handler {
@@ -166,7 +130,7 @@ func (s *Service) adapt(fn func(http.ResponseWriter, *http.Request) error) http.
 				slog.String("method", r.Method), slog.String("path", r.URL.Path),
 				slog.Int("status", e.Status), slog.String("error", err.Error()))
 		}
-		writeJSON(w, e.Status, e.body())
+		oaierr.Write(w, e.Status, oaierr.Marshal(e.Status, e.Type, e.Code, e.Param, e.Message), 0)
 	})
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 	"github.com/understudy/understudy/internal/modelsim"
+	"github.com/understudy/understudy/internal/oaierr"
 	"github.com/understudy/understudy/internal/store"
 	"github.com/understudy/understudy/internal/store/sqlite"
 )
@@ -205,9 +206,9 @@ func apiErr(t *testing.T, err error, status int, code string) *openai.Error {
 }
 
 // errorOf decodes an OpenAI error body.
-func errorOf(t testing.TB, body []byte) errorFields {
+func errorOf(t testing.TB, body []byte) oaierr.Fields {
 	t.Helper()
-	var e errorBody
+	var e oaierr.Body
 	if err := json.Unmarshal(body, &e); err != nil || e.Error.Message == "" || e.Error.Type == "" {
 		t.Fatalf("not an OpenAI error body: %s", body)
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/understudy/understudy/internal/lease"
+	"github.com/understudy/understudy/internal/oaierr"
 )
 
 // Handler serves the controller's API:
@@ -182,6 +183,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
+// writeErr answers an OpenAI-shaped error (oaierr) with a null code.
 func writeErr(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, map[string]any{"error": map[string]any{"message": msg, "type": "invalid_request_error", "param": nil, "code": nil}})
+	oaierr.Write(w, status, oaierr.Marshal(status, "", "", "", msg), 0)
 }

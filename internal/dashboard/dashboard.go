@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/understudy/understudy/internal/edge"
+	"github.com/understudy/understudy/internal/oaierr"
 	"github.com/understudy/understudy/internal/topology"
 	"github.com/understudy/understudy/internal/up"
 )
@@ -679,6 +680,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
+// writeErr answers an OpenAI-shaped error (oaierr) with a null code.
 func writeErr(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, map[string]any{"error": map[string]any{"message": msg, "type": "invalid_request_error", "param": nil, "code": nil}})
+	oaierr.Write(w, status, oaierr.Marshal(status, "", "", "", msg), 0)
 }

@@ -4,30 +4,16 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+
+	"github.com/understudy/understudy/internal/oaierr"
 )
 
-// errorBody is the OpenAI error shape every error the edge writes uses.
-type errorBody struct {
-	Error errorDetail `json:"error"`
-}
-
-type errorDetail struct {
-	Message string  `json:"message"`
-	Type    string  `json:"type"`
-	Param   *string `json:"param"`
-	Code    string  `json:"code"`
-}
-
-// writeError writes an OpenAI-shaped error. The message never carries
-// addresses or internal errors, only region names and reasons.
+// writeError writes an OpenAI-shaped error (oaierr). The message never
+// carries addresses or internal errors, only region names and reasons.
+// Every call names a code, so code is never null in what the edge sends.
 func writeError(w http.ResponseWriter, status int, typ, code, msg string) {
-	body, _ := json.Marshal(errorBody{Error: errorDetail{Message: msg, Type: typ, Code: code}})
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", strconv.Itoa(len(body)+1))
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	w.Write(append(body, '\n'))
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	oaierr.Write(w, status, oaierr.Marshal(status, typ, code, "", msg), 0)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

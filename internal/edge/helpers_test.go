@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/understudy/understudy/internal/oaierr"
 	"github.com/understudy/understudy/internal/probe"
 	"github.com/understudy/understudy/internal/topology"
 )
@@ -266,11 +267,14 @@ func (h *harness) origin(t *testing.T, name string) OriginView {
 // errCode extracts error.code of an OpenAI error body.
 func errCode(t *testing.T, body string) string {
 	t.Helper()
-	var v errorBody
+	var v oaierr.Body
 	if err := json.Unmarshal([]byte(body), &v); err != nil {
 		t.Fatalf("not an OpenAI error body: %q", body)
 	}
-	return v.Error.Code
+	if v.Error.Code == nil {
+		return ""
+	}
+	return *v.Error.Code
 }
 
 type (

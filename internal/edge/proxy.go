@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/understudy/understudy/internal/h1"
+	"github.com/understudy/understudy/internal/oaierr"
 )
 
 // HeaderEdge is set on every response: which origin served and after how
@@ -346,11 +347,9 @@ func (b *attemptBody) Close() error {
 // streamErrorEvent is what a client reads when a stream breaks: an SSE
 // event whose data is an OpenAI error object (the OpenAI SDKs raise it).
 func streamErrorEvent(region string) []byte {
-	body, _ := json.Marshal(errorBody{Error: errorDetail{
-		Message: "the stream from region " + region + " broke after it started; the response is incomplete",
-		Type:    "server_error",
-		Code:    "stream_interrupted",
-	}})
+	body := oaierr.Marshal(http.StatusBadGateway, "server_error", "stream_interrupted", "",
+		"the stream from region "+region+" broke after it started; the response is incomplete")
+	body = body[:len(body)-1] // the event ends in a blank line instead
 	return append(append([]byte("\n\nevent: error\ndata: "), body...), "\n\n"...)
 }
 

@@ -2,13 +2,14 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/understudy/understudy/internal/oaierr"
 )
 
 // Error is an error answered to clients in the OpenAI shape
@@ -47,49 +48,12 @@ func (e *Error) Error() string {
 // returns its body.
 func (e *Error) Provider() ([]byte, bool) { return e.raw, e.raw != nil }
 
-// errorType is the OpenAI error type for a status.
-func errorType(status int) string {
-	switch {
-	case status == http.StatusTooManyRequests:
-		return "requests"
-	case status >= 500:
-		return "server_error"
-	default:
-		return "invalid_request_error"
-	}
-}
-
-type errorBody struct {
-	Error errorFields `json:"error"`
-}
-
-type errorFields struct {
-	Message string  `json:"message"`
-	Type    string  `json:"type"`
-	Param   *string `json:"param"`
-	Code    *string `json:"code"`
-}
-
-func nullable(s string) *string {
-	if s == "" {
-		return nil
-	}
-	return &s
-}
-
 // Body returns the JSON body answered for e.
 func (e *Error) Body() []byte {
 	if e.raw != nil {
 		return e.raw
 	}
-	typ := e.Type
-	if typ == "" {
-		typ = errorType(e.Status)
-	}
-	b, _ := json.Marshal(errorBody{Error: errorFields{
-		Message: e.Message, Type: typ, Param: nullable(e.Param), Code: nullable(e.Code),
-	}})
-	return append(b, '\n')
+	return oaierr.Marshal(e.Status, e.Type, e.Code, e.Param, e.Message)
 }
 
 // sseEvent returns e as one SSE event, the way a stream that cannot go on
@@ -102,27 +66,20 @@ func (e *Error) sseEvent() []byte {
 	return append(out, "\n\n"...)
 }
 
-// writeError answers e in the OpenAI shape.
+// writeError answers e in the OpenAI shape (or a provider's own body with
+// its content type); a positive RetryAfter also goes out as Retry-After-Ms.
 func writeError(w http.ResponseWriter, e *Error) {
 	body := e.Body()
 	h := w.Header()
+	oaierr.Header(h, len(body), e.RetryAfter)
 	if e.raw != nil && e.rawType != "" {
 		h["Content-Type"] = []string{e.rawType}
-	} else {
-		h["Content-Type"] = hdrJSON
 	}
-	h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	if e.RetryAfter > 0 {
-		h["Retry-After"] = []string{strconv.FormatInt(ceilSeconds(e.RetryAfter), 10)}
 		h["Retry-After-Ms"] = []string{strconv.FormatInt(e.RetryAfter.Milliseconds(), 10)}
 	}
 	w.WriteHeader(e.Status)
 	w.Write(body)
-}
-
-// ceilSeconds rounds d up to whole seconds.
-func ceilSeconds(d time.Duration) int64 {
-	return int64((d + time.Second - 1) / time.Second)
 }
 
 // errAnswered is returned by handlers that already wrote (part of) an

@@ -7,8 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"time"
+
+	"github.com/understudy/understudy/internal/oaierr"
 )
 
 // apiError is an error a handler returns to be answered in the OpenAI error
@@ -50,36 +51,13 @@ func jsonError(err error) *apiError {
 	return badRequest("", "We could not parse the JSON body of your request. Send valid JSON.")
 }
 
-// errorType is the OpenAI error type for a status.
+// errorType is the OpenAI error type for a status. modelsim, unlike the
+// gateway, answers 401 as authentication_error.
 func errorType(status int) string {
-	switch {
-	case status == http.StatusUnauthorized:
+	if status == http.StatusUnauthorized {
 		return "authentication_error"
-	case status == http.StatusTooManyRequests:
-		return "requests"
-	case status >= 500:
-		return "server_error"
-	default:
-		return "invalid_request_error"
 	}
-}
-
-type errorBody struct {
-	Error errorFields `json:"error"`
-}
-
-type errorFields struct {
-	Message string  `json:"message"`
-	Type    string  `json:"type"`
-	Param   *string `json:"param"`
-	Code    *string `json:"code"`
-}
-
-func nullable(s string) *string {
-	if s == "" {
-		return nil
-	}
-	return &s
+	return oaierr.TypeFor(status)
 }
 
 // writeError answers e in the OpenAI shape.
@@ -88,23 +66,7 @@ func writeError(w http.ResponseWriter, e *apiError) {
 	if typ == "" {
 		typ = errorType(e.Status)
 	}
-	body, _ := json.Marshal(errorBody{Error: errorFields{
-		Message: e.Message, Type: typ, Param: nullable(e.Param), Code: nullable(e.Code),
-	}})
-	body = append(body, '\n')
-	h := w.Header()
-	h["Content-Type"] = hdrJSON
-	h["Content-Length"] = []string{strconv.Itoa(len(body))}
-	if e.RetryAfter > 0 {
-		h["Retry-After"] = []string{strconv.FormatInt(ceilSeconds(e.RetryAfter), 10)}
-	}
-	w.WriteHeader(e.Status)
-	w.Write(body)
-}
-
-// ceilSeconds rounds d up to whole seconds.
-func ceilSeconds(d time.Duration) int64 {
-	return int64((d + time.Second - 1) / time.Second)
+	oaierr.Write(w, e.Status, oaierr.Marshal(e.Status, typ, e.Code, e.Param, e.Message), e.RetryAfter)
 }
 
 // handle adapts a handler that returns errors: an *apiError is answered in

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/understudy/understudy/internal/oaierr"
 )
 
 // FuzzChatRequest feeds arbitrary bodies to the decoder and the whole chat
@@ -55,7 +57,7 @@ func FuzzChatRequest(f *testing.F) {
 			if w.status != 400 {
 				t.Fatalf("status %d for a body the decoder rejects: %s", w.status, out)
 			}
-			var e errorBody
+			var e oaierr.Body
 			if json.Unmarshal(out, &e) != nil || e.Error.Message == "" {
 				t.Fatalf("bad error body %s", out)
 			}

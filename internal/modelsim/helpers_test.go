@@ -15,6 +15,8 @@ import (
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+
+	"github.com/understudy/understudy/internal/oaierr"
 )
 
 const testVersion = "2025-04-14"
@@ -76,7 +78,7 @@ func do(t *testing.T, req *http.Request) (*http.Response, []byte) {
 }
 
 // wantError checks an OpenAI-shaped error body.
-func wantError(t *testing.T, body []byte, code, param string) errorFields {
+func wantError(t *testing.T, body []byte, code, param string) oaierr.Fields {
 	t.Helper()
 	var e struct {
 		Error map[string]any `json:"error"`
@@ -99,7 +101,7 @@ func wantError(t *testing.T, body []byte, code, param string) errorFields {
 	if str("message") == "" || str("type") == "" {
 		t.Errorf("error body %s: empty message or type", body)
 	}
-	return errorFields{Message: str("message"), Type: str("type")}
+	return oaierr.Fields{Message: str("message"), Type: str("type")}
 }
 
 // sseEvents splits an SSE body into the data of its events.

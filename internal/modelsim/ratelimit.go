@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/understudy/understudy/internal/oaierr"
 )
 
 // limiter admits requests and tokens per clock minute (fixed windows aligned
@@ -67,7 +69,7 @@ func (l *limiter) peek(now time.Time) limitState {
 
 // setHeaders writes the x-ratelimit-* headers of the limits that are set.
 func (l *limiter) setHeaders(h http.Header, st limitState) {
-	reset := []string{(time.Duration(ceilSeconds(st.reset)) * time.Second).String()}
+	reset := []string{(time.Duration(oaierr.CeilSeconds(st.reset)) * time.Second).String()}
 	if l.rpm > 0 {
 		h["X-Ratelimit-Limit-Requests"] = []string{strconv.Itoa(l.rpm)}
 		h["X-Ratelimit-Remaining-Requests"] = []string{strconv.Itoa(st.remReqs)}

@@ -16,6 +16,7 @@ import (
 	"github.com/understudy/understudy/internal/agents"
 	"github.com/understudy/understudy/internal/gateway"
 	"github.com/understudy/understudy/internal/lease"
+	"github.com/understudy/understudy/internal/oaierr"
 	"github.com/understudy/understudy/internal/replication"
 	"github.com/understudy/understudy/internal/store"
 	"github.com/understudy/understudy/internal/store/postgres"
@@ -506,6 +507,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
+// writeErr answers an OpenAI-shaped error (oaierr).
 func writeErr(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, map[string]any{"error": map[string]any{"message": msg, "type": "invalid_request_error", "param": nil, "code": code}})
+	oaierr.Write(w, status, oaierr.Marshal(status, "", code, "", msg), 0)
 }
