@@ -137,5 +137,6 @@ busy() { # what else is using the shared cores right now
   top -b -n 1 -w 200 | sed -n '8,13p' | awk '{printf "#   %5s%% %s\n", $9, $12}'
 }
 busy "before"
-"$RUN/anchors/anchors.sh" edge=http://127.0.0.1:18093 edge-mp=http://127.0.0.1:18092 gw=http://127.0.0.1:18094 edgegw=http://127.0.0.1:18095 "$@"
+"$RUN/anchors/anchors.sh" edge=http://127.0.0.1:18093 edge-mp=http://127.0.0.1:18092 gw=http://127.0.0.1:18094 edgegw=http://127.0.0.1:18095 "$@" | tee "$RUN/anchors.out"
+awk -f "$ROOT/bench/ratios.awk" "$RUN/anchors.out"
 busy "after"

@@ -110,4 +110,5 @@ done
 echo "# $(uptime)"
 echo "# other processes on the machine at start (top CPU):"
 ps -eo pcpu,comm --sort=-pcpu | sed -n '2,8p' | sed 's/^/#   /'
-"$RUN/anchors/anchors.sh" "${TARGETS[@]}" "$@"
+"$RUN/anchors/anchors.sh" "${TARGETS[@]}" "$@" | tee "$RUN/anchors.out"
+awk -f "$ROOT/bench/ratios.awk" "$RUN/anchors.out"
