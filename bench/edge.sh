@@ -14,7 +14,7 @@
 #   edgegw   the GOMAXPROCS=1 edge in front of that gateway (probes /readyz)
 #
 # Usage: bench/edge.sh [anchors NAME=URL ...] | tee results.txt
-# Environment: ANCHORS (dir of anchors.sh, default /work/shared/bench), and
+# Environment: ANCHORS (dir of anchors.sh, default ../shared/bench beside the repository), and
 # the anchors knobs RATES, DURATION_S, ROUNDS, WARMUP_S.
 #
 # The gateway wants a client key of at least 16 characters, and anchors.sh
@@ -29,22 +29,10 @@
 # ready line reported.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-ANCHORS="${ANCHORS:-/work/shared/bench}"
+NAME=edge.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 KEY="sk-bench-edge-0123456789"
 ADMIN="adm-bench-edge-0123456789"
-RUN="$(mktemp -d "${TMPDIR:-/tmp}/edgebench.XXXXXX")"
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$RUN"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-die() { echo "edge.sh: $*" >&2; exit 1; }
 [[ -x "$ANCHORS/anchors.sh" ]] || die "no anchors.sh in $ANCHORS"
 EDGE_PROCS="${EDGE_PROCS:-0}"
 GW_PROCS="${GW_PROCS:-0}"

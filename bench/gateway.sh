@@ -29,22 +29,10 @@
 # passing -key "$KEY" to loadgen (fakeoai, haproxy and nginx ignore it).
 set -euo pipefail
 
-ROOT="$(git -C "$(dirname "${BASH_SOURCE[0]}")" rev-parse --show-toplevel)"
-ANCHORS="${ANCHORS:-$ROOT/../shared/bench}"
+NAME=gateway.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 KEY="sk-bench-0000-0000-0000"
 ADMIN="adm-bench-gateway-0123456789"
-RUN="$(mktemp -d "${TMPDIR:-/tmp}/gwbench.XXXXXX")"
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$RUN"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-die() { echo "gateway.sh: $*" >&2; exit 1; }
 [[ -x "$ANCHORS/anchors.sh" ]] || die "no anchors.sh in $ANCHORS"
 GW_PROCS="${GW_PROCS:-0}"
 [[ "$GW_PROCS" =~ ^[0-9]+$ ]] || die "GW_PROCS must be a whole number (0: Go's default), not \"$GW_PROCS\""

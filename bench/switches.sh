@@ -17,22 +17,11 @@
 # on free loopback ports.
 set -euo pipefail
 
-ROOT="$(git -C "$(dirname "${BASH_SOURCE[0]}")" rev-parse --show-toplevel)"
-ANCHORS="${ANCHORS:-$ROOT/../shared/bench}"
+NAME=switches.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RATE="${RATE:-1000}" DURATION_S="${DURATION_S:-5}" ROUNDS="${ROUNDS:-3}"
 GW_PROCS="${GW_PROCS:-1}" VAR_ENV="${VAR_ENV:-}" VAR_PROCS="${VAR_PROCS:-}"
 KEY="sk-bench-0000-0000-0000"
-RUN="$(mktemp -d "${TMPDIR:-/tmp}/switches.XXXXXX")"
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$RUN"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-die() { echo "switches.sh: $*" >&2; exit 1; }
 
 (cd "$ROOT" && go build -o "$RUN/understudy" ./cmd/understudy)
 (cd "$ANCHORS/fakeoai" && go build -o "$RUN/fakeoai" .)
