@@ -19,7 +19,7 @@
 # GW_VARIANTS="GOMAXPROCS=1;GOGC=400"); GW_PROCS, the topology's
 # gateway.procs (unset or 0: Go's default GOMAXPROCS; e.g. GW_PROCS=1 for
 # parity with the single-threaded haproxy and nginx anchors). Every gateway
-# this script starts reads the one topology, so GW_PROCS applies to gw and
+# this script starts reads the same topology, so GW_PROCS applies to gw and
 # to each variant and overrides a GOMAXPROCS in GW_ENV or GW_VARIANTS; each
 # target's "# name:" line shows the GOMAXPROCS its ready line reported.
 #
@@ -32,7 +32,6 @@ set -euo pipefail
 NAME=gateway.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 KEY="sk-bench-0000-0000-0000"
-ADMIN="adm-bench-gateway-0123456789"
 [[ -x "$ANCHORS/anchors.sh" ]] || die "no anchors.sh in $ANCHORS"
 GW_PROCS="${GW_PROCS:-0}"
 [[ "$GW_PROCS" =~ ^[0-9]+$ ]] || die "GW_PROCS must be a whole number (0: Go's default), not \"$GW_PROCS\""
@@ -43,45 +42,11 @@ cp -r "$ANCHORS" "$RUN/anchors"
 sed -i 's|"\$RUN/loadgen" -name|"$RUN/loadgen" -key "'"$KEY"'" -name|g' "$RUN/anchors/anchors.sh"
 [[ "$(grep -c -- "-key \"$KEY\"" "$RUN/anchors/anchors.sh")" == 2 ]] || die "could not patch anchors.sh for the key"
 
-cat >"$RUN/topology.yaml" <<YAML
-version: 1
-name: bench-gateway
-data_dir: $RUN/data
-keys:
-  - name: bench
-    key: $KEY
-admin:
-  token: $ADMIN
-deployments:
-  - name: gpt-4o-mini
-    version: "2024-07-18"
-regions:
-  - name: bench
-    listen: 127.0.0.1:0
-    backends:
-      gpt-4o-mini:
-        - kind: openai
-          url: http://127.0.0.1:18080
-gateway:
-  access_log: false
-  procs: $GW_PROCS
-YAML
-
 start_gw() { # name env...
   local name="$1"; shift
-  env "$@" "$RUN/understudy" gateway -f "$RUN/topology.yaml" --region bench >"$RUN/$name.out" 2>"$RUN/$name.err" &
-  PIDS+=($!)
-  local url=""
-  for _ in $(seq 1 100); do
-    url="$(sed -n 's/^ready component=gateway .*url=\(http:[^ ]*\).*/\1/p' "$RUN/$name.out" 2>/dev/null)"
-    [[ -n "$url" ]] && break
-    sleep 0.1
-  done
-  [[ -n "$url" ]] || { cat "$RUN/$name.err" >&2; die "gateway $name did not print its ready line"; }
-  TARGETS+=("$name=$url")
-  local procs
-  procs="$(sed -n 's/^ready component=gateway .* procs=\([0-9]*\).*/\1/p' "$RUN/$name.out")"
-  echo "# $name: $url GOMAXPROCS ${procs:-?} ${*:-(default environment)}"
+  start_gateway "$name" "$GW_PROCS" "$KEY" "$@"
+  TARGETS+=("$name=$GW_URL")
+  echo "# $name: $GW_URL GOMAXPROCS ${GW_PROCS_SEEN:-?} ${*:-(default environment)}"
 }
 TARGETS=()
 read -r -a gwenv <<<"${GW_ENV:-}"

@@ -16,3 +16,49 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 die() { echo "$NAME: $*" >&2; exit 1; }
+
+# start_gateway NAME PROCS KEY [VAR=value ...]: builds nothing; runs
+# "$RUN/understudy" gateway (built by the caller) for a topology written to
+# $RUN/NAME.yaml: one region "bench" on a free loopback port whose one
+# deployment gpt-4o-mini has one openai backend, fakeoai at
+# 127.0.0.1:18080 (not needed at boot), client key KEY, access log off,
+# gateway.procs PROCS; the environment is the VAR=value arguments. Waits
+# for its ready line and sets GW_PID, GW_URL and GW_PROCS_SEEN (procs= of
+# the ready line).
+start_gateway() {
+  local name="$1" procs="$2" key="$3"; shift 3
+  cat >"$RUN/$name.yaml" <<YAML
+version: 1
+name: bench-$name
+data_dir: $RUN/data-$name
+keys:
+  - name: bench
+    key: $key
+admin:
+  token: adm-bench-0123456789abcdef
+deployments:
+  - name: gpt-4o-mini
+    version: "2024-07-18"
+regions:
+  - name: bench
+    listen: 127.0.0.1:0
+    backends:
+      gpt-4o-mini:
+        - kind: openai
+          url: http://127.0.0.1:18080
+gateway:
+  access_log: false
+  procs: $procs
+YAML
+  env "$@" "$RUN/understudy" gateway -f "$RUN/$name.yaml" --region bench >"$RUN/$name.out" 2>"$RUN/$name.err" &
+  GW_PID=$!
+  PIDS+=("$GW_PID")
+  GW_URL=""
+  for _ in $(seq 1 100); do
+    GW_URL="$(sed -n 's/^ready component=gateway .*url=\(http:[^ ]*\).*/\1/p' "$RUN/$name.out")"
+    [[ -n "$GW_URL" ]] && break
+    sleep 0.1
+  done
+  [[ -n "$GW_URL" ]] || { cat "$RUN/$name.err" >&2; die "gateway $name did not print its ready line"; }
+  GW_PROCS_SEEN="$(sed -n 's/^ready component=gateway .* procs=\([0-9]*\).*/\1/p' "$RUN/$name.out")"
+}

@@ -33,41 +33,9 @@ TARGETS=("direct $! http://127.0.0.1:18080")
 
 start_gw() { # name procs env...
   local name="$1" procs="$2"; shift 2
-  cat >"$RUN/$name.yaml" <<YAML
-version: 1
-name: bench-switches
-data_dir: $RUN/data-$name
-keys:
-  - name: bench
-    key: $KEY
-admin:
-  token: adm-bench-switches-0123456789
-deployments:
-  - name: gpt-4o-mini
-    version: "2024-07-18"
-regions:
-  - name: bench
-    listen: 127.0.0.1:0
-    backends:
-      gpt-4o-mini:
-        - kind: openai
-          url: http://127.0.0.1:18080
-gateway:
-  access_log: false
-  procs: $procs
-YAML
-  env "$@" "$RUN/understudy" gateway -f "$RUN/$name.yaml" --region bench >"$RUN/$name.out" 2>"$RUN/$name.err" &
-  local pid=$!
-  PIDS+=("$pid")
-  local url=""
-  for _ in $(seq 1 100); do
-    url="$(sed -n 's/^ready component=gateway .*url=\(http:[^ ]*\).*/\1/p' "$RUN/$name.out")"
-    [[ -n "$url" ]] && break
-    sleep 0.1
-  done
-  [[ -n "$url" ]] || { cat "$RUN/$name.err" >&2; die "gateway $name did not print its ready line"; }
-  TARGETS+=("$name $pid $url")
-  echo "# $name: $(sed -n 's/^ready component=gateway .*\(procs=[0-9]*\).*/\1/p' "$RUN/$name.out") ${*:-(default environment)}"
+  start_gateway "$name" "$procs" "$KEY" "$@"
+  TARGETS+=("$name $GW_PID $GW_URL")
+  echo "# $name: procs=$GW_PROCS_SEEN ${*:-(default environment)}"
 }
 start_gw gw "$GW_PROCS"
 if [[ -n "$VAR_ENV$VAR_PROCS" ]]; then
