@@ -17,12 +17,13 @@ func init() {
 	register(&Command{
 		Name:  "pg-rewind",
 		Short: "turn a former primary's stopped PostgreSQL into a standby of the current primary (engine replication)",
-		Usage: "-f topology.yaml --region <former primary> --data <its data directory> [--from <current primary>]",
+		Usage: "-f topology.yaml --region <former primary> --data <its data directory> [--from <current primary>] [--slot <name>]",
 		Flags: func(fs *flag.FlagSet) {
 			fs.String("f", "topology.yaml", "topology file")
 			fs.String("region", "", "the region whose database is rewound (required)")
 			fs.String("data", "", "that database's data directory; its server must be stopped (required)")
 			fs.String("from", "", "the region whose database is the primary now (default: the one other region whose server is not in recovery)")
+			fs.String("slot", "", "a physical replication slot on the current primary for the new standby to stream through (created when missing; the primary then keeps all WAL the standby has not received: drop the slot when the standby is gone for good). Default: none, the primary keeps wal_keep_size")
 			fs.String("bin", "", "directory of pg_rewind and pg_basebackup (default: PATH, then the newest /usr/lib/postgresql/*/bin)")
 		},
 		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error {
@@ -54,7 +55,7 @@ func init() {
 			}
 			ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 			defer cancel()
-			rep, err := postgres.Rewind(ctx, postgres.RewindOptions{Data: flagv("data"), Source: t.Region(from).Store.DSN.Value(), BinDir: flagv("bin")})
+			rep, err := postgres.Rewind(ctx, postgres.RewindOptions{Data: flagv("data"), Source: t.Region(from).Store.DSN.Value(), BinDir: flagv("bin"), Slot: flagv("slot")})
 			if err != nil {
 				return fmt.Errorf("pg-rewind %s: %w", r.Name, err)
 			}
@@ -62,6 +63,14 @@ func init() {
 			if rep.Method == "basebackup" {
 				fmt.Fprintf(env.Stdout, "  pg_rewind could not rewind (%s); a fresh base backup replaced the data directory, the former one is kept at %s\n",
 					firstLine(rep.RewindError), rep.Kept)
+			}
+			if rep.Slot != "" {
+				how := "existing"
+				if rep.SlotCreated {
+					how = "created"
+				}
+				fmt.Fprintf(env.Stdout, "  streams through replication slot %s (%s) on %s, which keeps the WAL it has not received; when this standby is gone for good: SELECT pg_drop_replication_slot('%s') on %s\n",
+					rep.Slot, how, from, rep.Slot, from)
 			}
 			fmt.Fprintf(env.Stdout, "next: start %s's PostgreSQL: it streams from %s; `understudy status` shows it as a standby once its gateways read it\n", r.Name, from)
 			return nil

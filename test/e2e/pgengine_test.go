@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -110,14 +112,19 @@ func TestPostgresEngineFailoverAndFailback(t *testing.T) {
 	}
 	t.Logf("%d agent turns acknowledged, 0 lost; %d client retries during the failover", len(acks), retries)
 
-	// The old primary's database is rewound into a standby of centralus.
+	// The old primary's database is rewound into a standby of centralus,
+	// streaming through a replication slot there.
 	rewind := func(region, data string) string {
-		out, err := exec.CommandContext(ctx, binary(t), "pg-rewind", "-f", st.Topology, "--region", region, "--data", data).CombinedOutput()
+		slot := "understudy_" + region
+		out, err := exec.CommandContext(ctx, binary(t), "pg-rewind", "-f", st.Topology, "--region", region, "--data", data, "--slot", slot).CombinedOutput()
 		if err != nil {
 			t.Fatalf("pg-rewind %s: %v\n%s", region, err, out)
 		}
 		if !strings.Contains(string(out), "method=rewind") {
 			t.Errorf("pg-rewind %s did not rewind (data checksums are on):\n%s", region, out)
+		}
+		if !strings.Contains(string(out), "replication slot "+slot+" (created)") {
+			t.Errorf("pg-rewind %s did not create slot %s:\n%s", region, slot, out)
 		}
 		return string(out)
 	}
@@ -151,6 +158,12 @@ func TestPostgresEngineFailoverAndFailback(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("pg-rewind centralus:\n%s", rewind("centralus", sb.Data))
+	// The slot eastus2 streamed through while centralus was primary went
+	// with the rewind (pg_rewind empties pg_replslot): a standby keeps WAL
+	// for its slots too.
+	if ents, err := os.ReadDir(filepath.Join(sb.Data, "pg_replslot")); err != nil || len(ents) > 0 {
+		t.Errorf("centralus's pg_replslot after the rewind: %v, %v; want it empty", ents, err)
+	}
 	if err := sb.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -159,6 +172,15 @@ func TestPostgresEngineFailoverAndFailback(t *testing.T) {
 		c := s.Regions["centralus"].Readiness
 		return err == nil && c.Role == "standby" && c.Epoch == 3 && synchronous(s, "eastus2")
 	})
+	eastDB, err := pg.Open("postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eastDB.Close()
+	var active bool
+	if err := eastDB.QueryRowContext(ctx, "SELECT active FROM pg_replication_slots WHERE slot_name = 'understudy_centralus'").Scan(&active); err != nil || !active {
+		t.Errorf("centralus streams, but not through its slot on eastus2: active %v, %v", active, err)
+	}
 	stop = make(chan struct{})
 	time.AfterFunc(time.Second, func() { close(stop) })
 	turns, _ := agentLoad(t, edge, 2, stop)
