@@ -27,6 +27,7 @@ type Checker struct {
 	mu   sync.Mutex
 	last Report
 	have bool
+	kick chan struct{} // ReadyCheck asks the loop for a fresh report
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -41,8 +42,12 @@ func NewChecker(t *topology.Topology, every time.Duration, opts Options, log *sl
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Checker{t: t, every: every, opts: opts, log: log}
+	return &Checker{t: t, every: every, opts: opts, log: log, kick: make(chan struct{}, 1)}
 }
+
+// recheck is the age of a report past which a refusing ReadyCheck has the
+// loop check again at once.
+const recheck = time.Second
 
 // Step runs the checks once, keeps the report and returns it.
 func (c *Checker) Step(ctx context.Context) (Report, error) {
@@ -84,6 +89,7 @@ func (c *Checker) Start(ctx context.Context) error {
 			case <-ctx.Done():
 				return
 			case <-t.C:
+			case <-c.kick:
 			}
 			if _, err := c.Step(ctx); err != nil && ctx.Err() == nil {
 				c.log.Error("drift check", slog.Any("err", err))
@@ -137,7 +143,11 @@ func (c *Checker) Verdict(region string) Verdict {
 // failover (controller.Options.ReadyCheck) from the last report, without
 // checking again (a check can take its whole timeout while a region is
 // down): ok is false only when region is NOT_READY, with the reasons.
-// UNKNOWN, and no report yet, do not refuse a failover.
+// UNKNOWN, and no report yet, do not refuse a failover. A refusal from a
+// report older than a second has the loop (once started) check again at
+// once, so a verdict the primary's failure made stale (taken before the
+// standby had connected, say) holds a failover up for one check, not for
+// the rest of the interval.
 func (c *Checker) ReadyCheck(ctx context.Context, region string) (ok bool, reason string) {
 	r, have := c.Last()
 	if !have {
@@ -146,6 +156,12 @@ func (c *Checker) ReadyCheck(ctx context.Context, region string) (ok bool, reaso
 	rr := r.Region(region)
 	if rr == nil || rr.Verdict != NotReady {
 		return true, ""
+	}
+	if time.Since(r.At) >= recheck {
+		select {
+		case c.kick <- struct{}{}:
+		default: // a check is already asked for
+		}
 	}
 	reasons := rr.Reasons
 	const show = 3

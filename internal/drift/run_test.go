@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -314,6 +315,63 @@ func TestReadyCheck(t *testing.T) {
 	if ok, reason := c.ReadyCheck(t.Context(), east); !ok || reason != "" {
 		t.Errorf("UNKNOWN primary: %v %q", ok, reason)
 	}
+}
+
+// memTransport serves each request with the handler of its host, in
+// memory: a synctest bubble can wait on it, unlike on a socket.
+type memTransport map[string]http.Handler
+
+func (m memTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	h, ok := m[r.URL.Host]
+	if !ok {
+		return nil, errors.New("no such host: " + r.URL.Host)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, r)
+	res := rec.Result()
+	res.Request = r
+	return res, nil
+}
+
+// TestReadyCheckRechecks: a refusal from a report a second old or more
+// has the running checker check again at once, and the fresh verdict
+// decides; a refusal from a fresher report does not.
+func TestReadyCheckRechecks(t *testing.T) {
+	w := newWorld(t, nil) // its servers live outside the bubble; the checker reaches them in memory
+	mem := memTransport{}
+	for _, f := range w.fake {
+		mem[strings.TrimPrefix(f.srv.URL, "http://")] = f
+	}
+	w.fake[central].set(func(f *fakeRegion) { f.backend(0).Reported.Version = "2024-01-01" })
+	synctest.Test(t, func(t *testing.T) {
+		c := NewChecker(w.topo, time.Hour, Options{Agents: w.defs, HTTPClient: &http.Client{Transport: mem}}, nil)
+		begin := time.Now()
+		if err := c.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close(context.Background())
+		synctest.Wait()
+		if ok, _ := c.ReadyCheck(t.Context(), central); ok {
+			t.Fatal("NOT_READY standby accepted")
+		}
+		synctest.Wait()
+		if r, _ := c.Last(); !r.At.Equal(begin.UTC()) {
+			t.Fatalf("a refusal from a fresh report checked again (report at %v)", r.At)
+		}
+
+		w.fake[central].set(func(f *fakeRegion) { f.backend(0).Reported.Version = "2025-04-14" })
+		time.Sleep(recheck)
+		if ok, _ := c.ReadyCheck(t.Context(), central); ok {
+			t.Fatal("accepted before a new report")
+		}
+		synctest.Wait()
+		if r, _ := c.Last(); !r.At.Equal(begin.Add(recheck).UTC()) {
+			t.Fatalf("report at %v after the refusal, want a fresh one at %v", r.At, begin.Add(recheck))
+		}
+		if ok, reason := c.ReadyCheck(t.Context(), central); !ok {
+			t.Errorf("ready standby refused after the recheck: %s", reason)
+		}
+	})
 }
 
 // TestConfigDiffDetail: the config finding names the paths that differ.
