@@ -13,8 +13,10 @@
 # topology's gateway.procs (default 1); VAR_ENV, environment of a second
 # gateway "var" (e.g. "GODEBUG=schedtrace=2000000000"); VAR_PROCS, its
 # gateway.procs (default GW_PROCS). Without VAR_ENV and VAR_PROCS there is
-# no second gateway. Port 18080 (fakeoai) must be free; the gateways listen
-# on free loopback ports.
+# no second gateway. HAPROXY=1 adds the anchors' HAProxy (one thread,
+# 127.0.0.1:18081) as target "haproxy", the reference a proxy's cost is read
+# against. Port 18080 (fakeoai) must be free, and 18081 with HAPROXY=1; the
+# gateways listen on free loopback ports.
 set -euo pipefail
 
 NAME=switches.sh
@@ -30,6 +32,11 @@ KEY="sk-bench-0000-0000-0000"
 "$RUN/fakeoai" -listen 127.0.0.1:18080 2>"$RUN/fakeoai.err" &
 PIDS+=($!)
 TARGETS=("direct $! http://127.0.0.1:18080")
+if [[ "${HAPROXY:-0}" == 1 ]]; then
+  haproxy -db -f "$ANCHORS/conf/haproxy.cfg" >"$RUN/haproxy.log" 2>&1 &
+  PIDS+=($!)
+  TARGETS+=("haproxy $! http://127.0.0.1:18081")
+fi
 
 start_gw() { # name procs env...
   local name="$1" procs="$2"; shift 2
@@ -65,7 +72,7 @@ for round in $(seq 1 "$ROUNDS"); do
       { for (i = 1; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] } }
       END {
         n = rate * (d + 1)
-        printf "round=%s target=%-6s errors=%s p50_us=%s p99_us=%s switches_per_req=%.2f cpu_us_per_req=%.0f\n",
+        printf "round=%s target=%-7s errors=%s p50_us=%s p99_us=%s switches_per_req=%.2f cpu_us_per_req=%.0f\n",
           r, f["target"], f["errors"], f["p50_us"], f["p99_us"], dv / n, dc * 1e6 / hz / n
       }'
   done
