@@ -2,6 +2,7 @@ package up
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -13,7 +14,9 @@ import (
 
 // Resolve rewrites a topology file's text: every listen address with port 0
 // (regions[].listen, sim backends' url, edge.listen, controller.listen) gets a
-// free port from pick (URLs left unset then default to the new address),
+// free port from pick, each a different one (the kernel may hand the same
+// free port out twice when nothing holds it in between; pick is asked again
+// then), URLs left unset then defaulting to the new address,
 // and data_dir, agents.dir and sqlite store paths become absolute against
 // dir. Everything else, secrets and their ${ENV}
 // references included, stays as written.
@@ -26,6 +29,20 @@ func Resolve(src []byte, dir string, pick func() (int, error)) ([]byte, error) {
 		return nil, fmt.Errorf("topology is not a YAML mapping")
 	}
 	root := doc.Content[0]
+	picked := map[int]bool{}
+	pickNew := func() (int, error) {
+		for range 100 {
+			p, err := pick()
+			if err != nil {
+				return 0, err
+			}
+			if !picked[p] {
+				picked[p] = true
+				return p, nil
+			}
+		}
+		return 0, errors.New("no port left that was not picked already")
+	}
 	fixAddr := func(n *yaml.Node, isURL bool) error {
 		if n == nil {
 			return nil
@@ -43,7 +60,7 @@ func Resolve(src []byte, dir string, pick func() (int, error)) ([]byte, error) {
 		if err != nil || port != "0" {
 			return nil // Validate reports malformed addresses.
 		}
-		p, err := pick()
+		p, err := pickNew()
 		if err != nil {
 			return err
 		}
