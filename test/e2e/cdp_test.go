@@ -31,7 +31,6 @@ const chromiumPath = "/usr/bin/chromium"
 type browser struct {
 	t    *testing.T
 	conn *websocket.Conn
-	log  *lockedBuffer
 
 	mu      sync.Mutex
 	next    int64
@@ -61,49 +60,28 @@ func needChromium(t *testing.T) {
 }
 
 // launchBrowser starts Chromium with a fresh profile and attaches to its
-// page. The browser is killed when the test ends.
+// page. The browser is killed when the test ends. A Chromium that exits
+// before it serves DevTools is started again, twice at most, with its
+// output and exit status logged: CI once saw one exit at start-up with
+// nothing but the usual noise in its output.
 func launchBrowser(t *testing.T, width, height int) *browser {
 	t.Helper()
-	profile := t.TempDir()
-	b := &browser{t: t, log: &lockedBuffer{}, pending: map[int64]chan cdpAnswer{}}
-	cmd := exec.Command(chromiumPath,
-		"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--disable-extensions", "--disable-dev-shm-usage", "--hide-scrollbars", "--mute-audio",
-		"--user-data-dir="+profile, "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
-		fmt.Sprintf("--window-size=%d,%d", width, height), "about:blank")
-	cmd.Stdout, cmd.Stderr = b.log, b.log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start chromium: %v", err)
+	b := &browser{t: t, pending: map[int64]chan cdpAnswer{}}
+	var port string
+	for attempt := 1; ; attempt++ {
+		var err error
+		if port, err = b.startChromium(width, height); err == nil {
+			break
+		}
+		if attempt == 3 {
+			t.Fatalf("chromium, attempt %d: %v", attempt, err)
+		}
+		t.Logf("chromium, attempt %d: %v; starting it again", attempt, err)
 	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		if b.conn != nil {
 			b.conn.Close(websocket.StatusNormalClosure, "")
 		}
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // the browser and its helper processes
-		<-exited
-		if t.Failed() {
-			t.Logf("--- chromium output ---\n%s", b.log.String())
-		}
-	})
-
-	// Chromium writes the port it chose into the profile.
-	var port string
-	waitFor(t, 30*time.Second, "chromium's DevTools port", func() bool {
-		select {
-		case <-exited:
-			t.Fatalf("chromium exited:\n%s", b.log.String())
-		default:
-		}
-		data, err := os.ReadFile(filepath.Join(profile, "DevToolsActivePort"))
-		if err != nil {
-			return false
-		}
-		port, _, _ = strings.Cut(string(data), "\n")
-		return port != ""
 	})
 	var ws string
 	waitFor(t, 10*time.Second, "chromium's page target", func() bool {
@@ -135,6 +113,56 @@ func launchBrowser(t *testing.T, width, height int) *browser {
 	go b.readLoop()
 	b.call("Emulation.setDeviceMetricsOverride", map[string]any{"width": width, "height": height, "deviceScaleFactor": 1, "mobile": false}, nil)
 	return b
+}
+
+// startChromium starts one Chromium with a fresh profile and returns the
+// DevTools port it chose, or why it has none; the process is killed when
+// the test ends either way.
+func (b *browser) startChromium(width, height int) (string, error) {
+	t := b.t
+	profile := t.TempDir()
+	cmd := exec.Command(chromiumPath,
+		"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--disable-extensions", "--disable-dev-shm-usage", "--hide-scrollbars", "--mute-audio",
+		"--user-data-dir="+profile, "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
+		fmt.Sprintf("--window-size=%d,%d", width, height), "about:blank")
+	log := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // the browser and its helper processes
+		<-exited
+		if t.Failed() {
+			t.Logf("--- chromium output ---\n%s", log.String())
+		}
+	})
+
+	// Chromium writes the port it chose into the profile.
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		select {
+		case <-exited:
+			return "", fmt.Errorf("exited (%v) before serving DevTools:\n%s", waitErr, log.String())
+		case <-tick.C:
+		}
+		if data, err := os.ReadFile(filepath.Join(profile, "DevToolsActivePort")); err == nil {
+			if port, _, _ := strings.Cut(string(data), "\n"); port != "" {
+				return port, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("no DevTools port after 30s:\n%s", log.String())
+		}
+	}
 }
 
 func (b *browser) readLoop() {
