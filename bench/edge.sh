@@ -25,8 +25,10 @@
 # environment variable. EDGE_PROCS is the topology's edge.procs for edge and
 # edgegw, GW_PROCS the topology's gateway.procs for gw (unset or 0: Go's
 # default); set, they override the environment variable (edge-mp always
-# keeps Go's default). The header line shows the GOMAXPROCS each process's
-# ready line reported.
+# keeps Go's default). EDGE_CPUS and GW_CPUS, comma-separated CPU lists, are
+# the topology's edge.cpus (edge and edgegw) and gateway.cpus (gw); unset,
+# nothing is pinned. The header line shows the GOMAXPROCS (and CPUs) each
+# process's ready line reported.
 set -euo pipefail
 
 NAME=edge.sh
@@ -37,6 +39,9 @@ ADMIN="adm-bench-edge-0123456789"
 EDGE_PROCS="${EDGE_PROCS:-0}"
 GW_PROCS="${GW_PROCS:-0}"
 [[ "$EDGE_PROCS" =~ ^[0-9]+$ && "$GW_PROCS" =~ ^[0-9]+$ ]] || die "EDGE_PROCS and GW_PROCS must be whole numbers (0: Go's default)"
+EDGE_CPUS="${EDGE_CPUS:-}"
+GW_CPUS="${GW_CPUS:-}"
+[[ "$EDGE_CPUS,$GW_CPUS" =~ ^[0-9,]*$ ]] || die "EDGE_CPUS and GW_CPUS must be comma-separated CPU lists"
 
 (cd "$ROOT" && go build -o "$RUN/understudy" ./cmd/understudy)
 
@@ -45,7 +50,7 @@ cp -r "$ANCHORS" "$RUN/anchors"
 sed -i 's|"\$RUN/loadgen" -name|"$RUN/loadgen" -key "'"$KEY"'" -name|g' "$RUN/anchors/anchors.sh"
 [[ "$(grep -c -- "-key \"$KEY\"" "$RUN/anchors/anchors.sh")" == 2 ]] || die "could not patch anchors.sh for the key"
 
-common() { # name port edge-procs
+common() { # name port edge-procs edge-cpus
   cat <<YAML
 version: 1
 name: $1
@@ -61,9 +66,11 @@ deployments:
 gateway:
   access_log: false
   procs: $GW_PROCS
+  cpus: [$GW_CPUS]
 edge:
   listen: 127.0.0.1:$2
   procs: $3
+  cpus: [$4]
 YAML
 }
 
@@ -82,11 +89,11 @@ probes:
   path: /v1/models
 YAML
 }
-{ common bench-edge 18093 "$EDGE_PROCS"; fake_origin; } >"$RUN/edge.yaml"
-{ common bench-edge 18092 0; fake_origin; } >"$RUN/edge-mp.yaml"
+{ common bench-edge 18093 "$EDGE_PROCS" "$EDGE_CPUS"; fake_origin; } >"$RUN/edge.yaml"
+{ common bench-edge 18092 0 ""; fake_origin; } >"$RUN/edge-mp.yaml"
 
 # Gateway with fakeoai as its backend, and an edge in front of it.
-{ common bench-edgegw 18095 "$EDGE_PROCS"
+{ common bench-edgegw 18095 "$EDGE_PROCS" "$EDGE_CPUS"
   cat <<YAML
 regions:
   - name: local
@@ -118,7 +125,7 @@ start edge-mp edge -f "$RUN/edge-mp.yaml" --log-level warn
 start gw gateway -f "$RUN/edgegw.yaml" --region local
 start edgegw GOMAXPROCS="$EDGE_GOMAXPROCS" edge -f "$RUN/edgegw.yaml" --log-level warn
 
-procs() { sed -n 's/^ready .* procs=\([0-9]*\).*/\1/p' "$RUN/$1.out"; } # GOMAXPROCS from name's ready line
+procs() { sed -n 's/^ready .* procs=\([0-9]*\( cpus=[0-9,]*\)\{0,1\}\).*/\1/p' "$RUN/$1.out"; } # GOMAXPROCS (and CPUs) from name's ready line
 echo "# bench/edge.sh: understudy $("$RUN/understudy" version | awk '{print $2}'), edge=:18093 (GOMAXPROCS $(procs edge)) -> fakeoai, edge-mp=:18092 (GOMAXPROCS $(procs edge-mp), Go's default, $(nproc) cores) -> fakeoai, gw=:18094 (GOMAXPROCS $(procs gw)) -> fakeoai, edgegw=:18095 (GOMAXPROCS $(procs edgegw)) -> gw"
 busy() { # what else is using the shared cores right now
   echo "# $1: load average $(cut -d' ' -f1-3 /proc/loadavg); busiest processes (top, %CPU):"

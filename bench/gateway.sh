@@ -18,10 +18,14 @@
 # own environment, run as extra targets gw2, gw3, ... (e.g.
 # GW_VARIANTS="GOMAXPROCS=1;GOGC=400"); GW_PROCS, the topology's
 # gateway.procs (unset or 0: Go's default GOMAXPROCS; e.g. GW_PROCS=1 for
-# parity with the single-threaded haproxy and nginx anchors). Every gateway
-# this script starts reads the same topology, so GW_PROCS applies to gw and
-# to each variant and overrides a GOMAXPROCS in GW_ENV or GW_VARIANTS; each
-# target's "# name:" line shows the GOMAXPROCS its ready line reported.
+# parity with the single-threaded haproxy and nginx anchors). GW_PROCS
+# applies to gw and to each variant and overrides a GOMAXPROCS in GW_ENV or
+# GW_VARIANTS; each target's "# name:" line shows the GOMAXPROCS (and CPUs)
+# its ready line reported. GW_CPUS, the topology's gateway.cpus as a
+# comma-separated list (e.g. GW_CPUS=1: every thread of the gateway on CPU
+# 1), for gw and each variant; a variant may carry its own as a cpus=LIST
+# word, which is not passed to the environment (e.g. GW_VARIANTS="cpus=1"
+# runs a pinned gateway beside an unpinned one).
 #
 # Client keys must be at least 16 characters (topology validation) and
 # anchors.sh runs loadgen with its default key sk-bench-0000, so this script
@@ -34,6 +38,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 KEY="sk-bench-0000-0000-0000"
 [[ -x "$ANCHORS/anchors.sh" ]] || die "no anchors.sh in $ANCHORS"
 GW_PROCS="${GW_PROCS:-0}"
+GW_CPUS="${GW_CPUS:-}"
 [[ "$GW_PROCS" =~ ^[0-9]+$ ]] || die "GW_PROCS must be a whole number (0: Go's default), not \"$GW_PROCS\""
 
 (cd "$ROOT" && go build -o "$RUN/understudy" ./cmd/understudy)
@@ -42,11 +47,15 @@ cp -r "$ANCHORS" "$RUN/anchors"
 sed -i 's|"\$RUN/loadgen" -name|"$RUN/loadgen" -key "'"$KEY"'" -name|g' "$RUN/anchors/anchors.sh"
 [[ "$(grep -c -- "-key \"$KEY\"" "$RUN/anchors/anchors.sh")" == 2 ]] || die "could not patch anchors.sh for the key"
 
-start_gw() { # name env...
-  local name="$1"; shift
-  start_gateway "$name" "$GW_PROCS" "$KEY" "$@"
+start_gw() { # name [cpus=LIST] env...
+  local name="$1" cpus="$GW_CPUS" envs=() a; shift
+  for a in "$@"; do
+    if [[ "$a" == cpus=* ]]; then cpus="${a#cpus=}"; else envs+=("$a"); fi
+  done
+  [[ "$cpus" =~ ^([0-9]+(,[0-9]+)*)?$ ]] || die "cpus must be a comma-separated CPU list, not \"$cpus\""
+  start_gateway "$name" "$GW_PROCS" "$cpus" "$KEY" "${envs[@]}"
   TARGETS+=("$name=$GW_URL")
-  echo "# $name: $GW_URL GOMAXPROCS ${GW_PROCS_SEEN:-?} ${*:-(default environment)}"
+  echo "# $name: $GW_URL GOMAXPROCS ${GW_PROCS_SEEN:-?} ${envs[*]:-(default environment)}"
 }
 TARGETS=()
 read -r -a gwenv <<<"${GW_ENV:-}"

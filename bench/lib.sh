@@ -17,16 +17,17 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 die() { echo "$NAME: $*" >&2; exit 1; }
 
-# start_gateway NAME PROCS KEY [VAR=value ...]: builds nothing; runs
+# start_gateway NAME PROCS CPUS KEY [VAR=value ...]: builds nothing; runs
 # "$RUN/understudy" gateway (built by the caller) for a topology written to
 # $RUN/NAME.yaml: one region "bench" on a free loopback port whose one
 # deployment gpt-4o-mini has one openai backend, fakeoai at
 # 127.0.0.1:18080 (not needed at boot), client key KEY, access log off,
-# gateway.procs PROCS; the environment is the VAR=value arguments. Waits
-# for its ready line and sets GW_PID, GW_URL and GW_PROCS_SEEN (procs= of
-# the ready line).
+# gateway.procs PROCS, gateway.cpus CPUS (a comma-separated CPU list, or
+# "" for none); the environment is the VAR=value arguments. Waits for its
+# ready line and sets GW_PID, GW_URL and GW_PROCS_SEEN (procs= of the ready
+# line, with " cpus=LIST" when pinned).
 start_gateway() {
-  local name="$1" procs="$2" key="$3"; shift 3
+  local name="$1" procs="$2" cpus="$3" key="$4"; shift 4
   cat >"$RUN/$name.yaml" <<YAML
 version: 1
 name: bench-$name
@@ -49,6 +50,7 @@ regions:
 gateway:
   access_log: false
   procs: $procs
+  cpus: [$cpus]
 YAML
   env "$@" "$RUN/understudy" gateway -f "$RUN/$name.yaml" --region bench >"$RUN/$name.out" 2>"$RUN/$name.err" &
   GW_PID=$!
@@ -60,5 +62,5 @@ YAML
     sleep 0.1
   done
   [[ -n "$GW_URL" ]] || { cat "$RUN/$name.err" >&2; die "gateway $name did not print its ready line"; }
-  GW_PROCS_SEEN="$(sed -n 's/^ready component=gateway .* procs=\([0-9]*\).*/\1/p' "$RUN/$name.out")"
+  GW_PROCS_SEEN="$(sed -n 's/^ready component=gateway .* procs=\([0-9]*\( cpus=[0-9,]*\)\{0,1\}\).*/\1/p' "$RUN/$name.out")"
 }

@@ -40,7 +40,7 @@ fi
 
 start_gw() { # name procs env...
   local name="$1" procs="$2"; shift 2
-  start_gateway "$name" "$procs" "$KEY" "$@"
+  start_gateway "$name" "$procs" "" "$KEY" "$@"
   TARGETS+=("$name $GW_PID $GW_URL")
   echo "# $name: procs=$GW_PROCS_SEEN ${*:-(default environment)}"
 }

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"runtime"
 
 	"github.com/understudy/understudy/internal/edge"
 )
@@ -40,7 +39,10 @@ func runEdge(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) err
 		edge.Explain(env.Stdout, t)
 		return nil
 	}
-	procs := applyProcs(t.Edge.Procs, runtime.GOMAXPROCS)
+	rt, err := applyRuntime(t.Edge.Procs, t.Edge.CPUs)
+	if err != nil {
+		return err
+	}
 	log := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level}))
 	e, err := edge.New(t, edge.Options{Logger: log})
 	if err != nil {
@@ -49,7 +51,7 @@ func runEdge(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) err
 	if err := e.Start(ctx); err != nil {
 		return err
 	}
-	fmt.Fprintf(env.Stdout, "ready component=edge url=%s admin=%s procs=%d\n", e.URL(), e.AdminURL(), procs)
+	fmt.Fprintf(env.Stdout, "ready component=edge url=%s admin=%s %s\n", e.URL(), e.AdminURL(), rt)
 	<-ctx.Done()
 	// First signal: lame duck, then drain within a fresh bounded context;
 	// a second signal kills the process (see cmd/understudy).

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"runtime"
 
 	"github.com/understudy/understudy/internal/region"
 )
@@ -38,7 +37,10 @@ func init() {
 			if r == nil {
 				return usageErr("region %q is not in the topology (have %v)", name, t.RegionNames())
 			}
-			procs := applyProcs(t.Gateway.Procs, runtime.GOMAXPROCS)
+			rt, err := applyRuntime(t.Gateway.Procs, t.Gateway.CPUs)
+			if err != nil {
+				return err
+			}
 			log := slog.New(slog.NewJSONHandler(env.Stderr, nil)).With("component", "gateway", "region", name)
 			srv, err := region.New(t, name, region.Options{Logger: log})
 			if err != nil {
@@ -52,7 +54,7 @@ func init() {
 			if err != nil {
 				return fmt.Errorf("listen %s: %w", addr, err)
 			}
-			fmt.Fprintf(env.Stdout, "ready component=gateway region=%s url=http://%s procs=%d\n", name, ln.Addr(), procs)
+			fmt.Fprintf(env.Stdout, "ready component=gateway region=%s url=http://%s %s\n", name, ln.Addr(), rt)
 			return srv.Run(ctx, ln)
 		},
 	})

@@ -60,6 +60,8 @@ func TestValidateSummaryProcs(t *testing.T) {
 		{name: "unset", wantAbsent: true},
 		{name: "gateway", add: "gateway:\n  procs: 1\n", gw: "gateway http://127.0.0.1:7081 (GOMAXPROCS 1), store", edge: "edge: http://127.0.0.1:7080, routing"},
 		{name: "edge", edgeProcs: "  procs: 2\n", gw: "gateway http://127.0.0.1:7081, store", edge: "edge: http://127.0.0.1:7080 (GOMAXPROCS 2), routing"},
+		{name: "gateway cpus", add: "gateway:\n  cpus: [1, 3]\n", gw: "gateway http://127.0.0.1:7081 (GOMAXPROCS 2, CPUs 1,3), store", edge: "edge: http://127.0.0.1:7080, routing"},
+		{name: "edge cpus and procs", edgeProcs: "  procs: 1\n  cpus: [0, 1]\n", gw: "gateway http://127.0.0.1:7081, store", edge: "edge: http://127.0.0.1:7080 (GOMAXPROCS 1, CPUs 0,1), routing"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -62,7 +62,7 @@ func summarize(w io.Writer, t *topology.Topology) {
 			store = "postgres"
 		}
 		fmt.Fprintf(w, "  region %s: priority %d, starts as %s, gateway %s%s, store %s; backends %s\n",
-			name, r.Priority, role, r.URL, procsNote(t.Gateway.Procs), store, strings.Join(bs, "; "))
+			name, r.Priority, role, r.URL, runtimeNote(t.Gateway.Procs, t.Gateway.CPUs), store, strings.Join(bs, "; "))
 	}
 	for _, d := range t.Deployments {
 		fmt.Fprintf(w, "  deployment %s: model %s version %s, sku %s, capacity %d, up to %d attempts, total timeout %s\n",
@@ -77,7 +77,7 @@ func summarize(w io.Writer, t *topology.Topology) {
 	}
 	p := t.Probes
 	fmt.Fprintf(w, "  edge: %s%s, routing %s; probes %s %s every %s, healthy at %d of %d: worst-case detection %s, recovery after %s\n",
-		t.Edge.URL, procsNote(t.Edge.Procs), t.Edge.Routing, p.Method, p.Path, p.Interval, p.SuccessfulSamplesRequired, p.SampleSize,
+		t.Edge.URL, runtimeNote(t.Edge.Procs, t.Edge.CPUs), t.Edge.Routing, p.Method, p.Path, p.Interval, p.SuccessfulSamplesRequired, p.SampleSize,
 		p.DetectionWindow(), p.RecoveryWindow())
 	c := t.Controller
 	verdict := "within"
@@ -89,13 +89,4 @@ func summarize(w io.Writer, t *topology.Topology) {
 	if c.Approval {
 		fmt.Fprintln(w, "  failover waits for `understudy approve`")
 	}
-}
-
-// procsNote is the summary's mention of gateway.procs or edge.procs: empty
-// when unset, so the usual summary stays as it was.
-func procsNote(n int) string {
-	if n <= 0 {
-		return ""
-	}
-	return fmt.Sprintf(" (GOMAXPROCS %d)", n)
 }

@@ -122,6 +122,9 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"replicas bound", "    priority: 2\n", "    priority: 2\n    replicas: 17\n", "regions[1].replicas", "must be 1..16"},
 		{"negative gateway procs", "\nedge:\n", "\ngateway:\n  procs: -1\nedge:\n", "gateway.procs", "must not be negative"},
 		{"negative edge procs", "  routing: priority\n", "  routing: priority\n  procs: -2\n", "edge.procs", "must not be negative"},
+		{"negative gateway cpu", "\nedge:\n", "\ngateway:\n  cpus: [0, -1]\nedge:\n", "gateway.cpus", "CPU -1 is not a CPU number (0..1023)"},
+		{"gateway cpu listed twice", "\nedge:\n", "\ngateway:\n  cpus: [1, 1]\nedge:\n", "gateway.cpus", "CPU 1 is listed twice"},
+		{"edge cpu too large", "  routing: priority\n", "  routing: priority\n  cpus: [1024]\n", "edge.cpus", "CPU 1024 is not a CPU number"},
 		{"start command outside hot-cold", "    priority: 2\n", "    priority: 2\n    start_command: [x]\n", "regions[1].start_command", "only used with pattern hot-cold"},
 	}
 	for _, tt := range tests {

@@ -246,6 +246,10 @@ type Gateway struct {
 	// GOMAXPROCS environment variable. Default 0: Go's default (the CPUs
 	// the process may use, or the GOMAXPROCS environment variable).
 	Procs int `yaml:"procs"`
+	// CPUs pins every thread of every gateway process to these CPU numbers
+	// (Linux), like HAProxy's cpu-map; with Procs unset, GOMAXPROCS becomes
+	// the number of CPUs listed. Default none: the kernel places threads.
+	CPUs []int `yaml:"cpus"`
 }
 
 // Replication says how state moves between regions.
@@ -306,6 +310,10 @@ type Edge struct {
 	// variable. Default 0: Go's default (the CPUs the process may use, or
 	// the GOMAXPROCS environment variable).
 	Procs int `yaml:"procs"`
+	// CPUs pins every thread of the edge process to these CPU numbers
+	// (Linux); with Procs unset, GOMAXPROCS becomes the number of CPUs
+	// listed. Default none: the kernel places threads.
+	CPUs []int `yaml:"cpus"`
 }
 
 // Probes are health probes with Front Door semantics.

@@ -223,6 +223,7 @@ func (t *Topology) Validate() error {
 	if g.Procs < 0 {
 		ps.add("gateway.procs", "must not be negative (0 leaves GOMAXPROCS to Go)")
 	}
+	checkCPUs(&ps, "gateway.cpus", g.CPUs)
 
 	rp := t.Replication
 	switch rp.Mode {
@@ -268,6 +269,7 @@ func (t *Topology) Validate() error {
 	if e.Procs < 0 {
 		ps.add("edge.procs", "must not be negative (0 leaves GOMAXPROCS to Go)")
 	}
+	checkCPUs(&ps, "edge.cpus", e.CPUs)
 
 	p := t.Probes
 	if p.Method != "GET" && p.Method != "HEAD" {
@@ -329,6 +331,23 @@ func checkURL(ps *Problems, field, raw string) {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		ps.add(field, "%q is not an http(s) URL", raw)
+	}
+}
+
+// MaxCPU bounds CPU numbers in cpus lists (the kernel's default CPU set
+// size, what sched_setaffinity takes).
+const MaxCPU = 1023
+
+func checkCPUs(ps *Problems, field string, cpus []int) {
+	seen := map[int]bool{}
+	for _, c := range cpus {
+		switch {
+		case c < 0 || c > MaxCPU:
+			ps.add(field, "CPU %d is not a CPU number (0..%d)", c, MaxCPU)
+		case seen[c]:
+			ps.add(field, "CPU %d is listed twice", c)
+		}
+		seen[c] = true
 	}
 }
 
