@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -115,11 +116,41 @@ func TestLinkAndSweep(t *testing.T) {
 	if err := l.Set(ctx, false, true, false); err != nil {
 		t.Fatal(err)
 	}
+	neigh := func() string {
+		out, err := exec.CommandContext(ctx, "ip", "-n", a, "neigh", "show", "10.77.200.2", "dev", "va").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	// The kernel forgets a's entry for b once it sees the carrier gone
+	// (arp_evict_nocarrier; link events are batched, up to a second).
+	for deadline := time.Now().Add(5 * time.Second); neigh() != ""; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("a's neighbour entry for b outlived b's carrier: %q", neigh())
+		}
+	}
 	if err := ping(); err == nil {
 		t.Error("a dial crossed a pair whose far end is down")
 	}
+	// The failed dial left the entry being resolved, probes a second apart.
+	// The heal announces b, so a reaches b at once instead of at a's next
+	// probe (up to 1 s, beyond the dial's 300 ms).
+	if n := neigh(); !strings.Contains(n, "INCOMPLETE") {
+		t.Fatalf("a's neighbour entry for b while b is down: %q, want INCOMPLETE", n)
+	}
 	if err := l.Set(ctx, false, true, true); err != nil {
 		t.Fatal(err)
+	}
+	mac, err := exec.CommandContext(ctx, "ip", "-n", b, "-br", "link", "show", "dev", "vb").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, n := strings.Fields(string(mac)), neigh(); len(f) < 3 || !strings.Contains(n, "lladdr "+f[2]+" REACHABLE") {
+		t.Errorf("after the heal, a's neighbour entry for b is %q, want b's MAC (%q), REACHABLE", n, mac)
+	}
+	if err := ping(); err != nil {
+		t.Errorf("first dial after the heal: %v", err)
 	}
 
 	// Sweep deletes a dead process's namespaces and keeps a live one's.
