@@ -125,7 +125,9 @@ func TestLinkAndSweep(t *testing.T) {
 	}
 	// The kernel forgets a's entry for b once it sees the carrier gone
 	// (arp_evict_nocarrier; link events are batched, up to a second).
-	for deadline := time.Now().Add(5 * time.Second); neigh() != ""; time.Sleep(20 * time.Millisecond) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for deadline := time.Now().Add(5 * time.Second); neigh() != ""; <-tick.C {
 		if time.Now().After(deadline) {
 			t.Fatalf("a's neighbour entry for b outlived b's carrier: %q", neigh())
 		}
