@@ -293,7 +293,7 @@ func (t *Transport) get(ctx context.Context, host string, fresh bool) (*pconn, e
 	if err != nil {
 		return nil, err
 	}
-	cc := &countConn{Conn: nc}
+	cc := &countConn{Conn: fast(nc)}
 	return &pconn{conn: cc, br: bufio.NewReaderSize(cc, clientReadBuf), bw: bufio.NewWriterSize(cc, clientWriteBuf)}, nil
 }
 

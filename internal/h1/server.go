@@ -92,7 +92,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		backoff = 0
-		c := newConn(s, nc)
+		c := newConn(s, fast(nc))
 		if !s.trackConn(c, true) {
 			nc.Close()
 			return http.ErrServerClosed
