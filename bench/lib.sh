@@ -25,7 +25,8 @@ die() { echo "$NAME: $*" >&2; exit 1; }
 # gateway.procs PROCS, gateway.cpus CPUS (a comma-separated CPU list, or
 # "" for none); the environment is the VAR=value arguments. Waits for its
 # ready line and sets GW_PID, GW_URL and GW_PROCS_SEEN (procs= of the ready
-# line, with " cpus=LIST" when pinned).
+# line, with " cpus=LIST" when pinned). The binary is $BIN when set (e.g.
+# a build of another commit), else "$RUN/understudy".
 start_gateway() {
   local name="$1" procs="$2" cpus="$3" key="$4"; shift 4
   cat >"$RUN/$name.yaml" <<YAML
@@ -52,7 +53,7 @@ gateway:
   procs: $procs
   cpus: [$cpus]
 YAML
-  env "$@" "$RUN/understudy" gateway -f "$RUN/$name.yaml" --region bench >"$RUN/$name.out" 2>"$RUN/$name.err" &
+  env "$@" "${BIN:-$RUN/understudy}" gateway -f "$RUN/$name.yaml" --region bench >"$RUN/$name.out" 2>"$RUN/$name.err" &
   GW_PID=$!
   PIDS+=("$GW_PID")
   GW_URL=""

@@ -13,8 +13,12 @@
 # topology's gateway.procs (default 1); VAR_ENV, environment of a second
 # gateway "var" (e.g. "GODEBUG=schedtrace=2000000000"); VAR_PROCS, its
 # gateway.procs (default GW_PROCS); GW_CPUS and VAR_CPUS, the gateways'
-# gateway.cpus as comma-separated lists (default none). Without VAR_ENV,
-# VAR_PROCS and VAR_CPUS there is no second gateway. HAPROXY=1 adds the anchors' HAProxy (one thread,
+# gateway.cpus as comma-separated lists (default none); VAR_BIN, the
+# second gateway's binary (default the one built from this checkout: set it
+# to a build of another commit to compare the two). Without VAR_ENV,
+# VAR_PROCS, VAR_CPUS and VAR_BIN there is no second gateway. SYSCALLS=1
+# also counts each target's system calls per request with `perf stat`
+# (needs perf: apt-get install -y linux-perf). HAPROXY=1 adds the anchors' HAProxy (one thread,
 # 127.0.0.1:18081) as target "haproxy", the reference a proxy's cost is read
 # against. Port 18080 (fakeoai) must be free, and 18081 with HAPROXY=1; the
 # gateways listen on free loopback ports.
@@ -48,9 +52,13 @@ start_gw() { # name procs cpus env...
   echo "# $name: procs=$GW_PROCS_SEEN ${*:-(default environment)}"
 }
 start_gw gw "$GW_PROCS" "$GW_CPUS"
-if [[ -n "$VAR_ENV$VAR_PROCS$VAR_CPUS" ]]; then
+if [[ -n "$VAR_ENV$VAR_PROCS$VAR_CPUS${VAR_BIN:-}" ]]; then
   read -r -a venv <<<"$VAR_ENV"
-  start_gw var "${VAR_PROCS:-$GW_PROCS}" "$VAR_CPUS" "${venv[@]}"
+  BIN="${VAR_BIN:-}" start_gw var "${VAR_PROCS:-$GW_PROCS}" "$VAR_CPUS" "${venv[@]}"
+fi
+SYSCALLS="${SYSCALLS:-0}"
+if [[ "$SYSCALLS" == 1 ]]; then
+  command -v perf >/dev/null || die "SYSCALLS=1 needs perf (apt-get install -y linux-perf)"
 fi
 
 # counters PID: voluntary switches and migrations between CPUs summed over
@@ -69,15 +77,27 @@ echo "# rate=$RATE/s duration=${DURATION_S}s rounds=$ROUNDS; per request = over 
 for round in $(seq 1 "$ROUNDS"); do
   for t in "${TARGETS[@]}"; do
     read -r name pid url <<<"$t"
+    if [[ "$SYSCALLS" == 1 ]]; then
+      perf stat -x, -e raw_syscalls:sys_enter -p "$pid" -o "$RUN/perf.out" &
+      perf_pid=$!
+    fi
     read -r v0 m0 c0 <<<"$(counters "$pid")"
     out="$("$RUN/loadgen" -key "$KEY" -name "$name" -url "$url" -rate "$RATE" -duration "${DURATION_S}s" -warmup 1s)"
     read -r v1 m1 c1 <<<"$(counters "$pid")"
-    echo "$out" | awk -v r="$round" -v dv=$((v1 - v0)) -v dm=$((m1 - m0)) -v dc=$((c1 - c0)) -v hz="$hz" -v rate="$RATE" -v d="$DURATION_S" '
+    sc=""
+    if [[ "$SYSCALLS" == 1 ]]; then
+      kill -INT "$perf_pid"
+      wait "$perf_pid" || true
+      sc="$(awk -F, '/raw_syscalls:sys_enter/ {print $1}' "$RUN/perf.out")"
+    fi
+    echo "$out" | awk -v r="$round" -v dv=$((v1 - v0)) -v dm=$((m1 - m0)) -v dc=$((c1 - c0)) -v sc="$sc" -v hz="$hz" -v rate="$RATE" -v d="$DURATION_S" '
       { for (i = 1; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] } }
       END {
         n = rate * (d + 1)
-        printf "round=%s target=%-7s errors=%s p50_us=%s p99_us=%s switches_per_req=%.2f migrations_per_req=%.2f cpu_us_per_req=%.0f\n",
+        printf "round=%s target=%-7s errors=%s p50_us=%s p99_us=%s switches_per_req=%.2f migrations_per_req=%.2f cpu_us_per_req=%.0f",
           r, f["target"], f["errors"], f["p50_us"], f["p99_us"], dv / n, dm / n, dc * 1e6 / hz / n
+        if (sc != "") printf " syscalls_per_req=%.2f", sc / n
+        printf "\n"
       }'
   done
 done
