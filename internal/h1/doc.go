@@ -24,6 +24,10 @@
 // HTTP/2, TLS (the listeners are plain; TLS terminates at Front Door or the
 // load balancer), Hijack, trailers.
 //
+// Both sides read and write TCP connections with raw system calls through
+// the poller (rawio_linux.go), so the scheduler never hands a P to another
+// thread in the middle of a socket write.
+//
 // Transport is the client side, an http.RoundTripper for plain-HTTP
 // upstreams: the calling goroutine writes the request and reads the answer
 // on a pooled keep-alive connection, where http.Transport hands every round
