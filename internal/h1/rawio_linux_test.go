@@ -98,7 +98,6 @@ func TestRawConnDeadlinesAndClose(t *testing.T) {
 		t.Fatalf("write past its deadline = %d, %v; want part written and a timeout", n, err)
 	}
 
-	b.SetReadDeadline(time.Time{})
 	for {
 		// Drain what a wrote, then wait in Read until Close.
 		b.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
@@ -155,12 +154,12 @@ func TestRawConnOrdersForRaceDetector(t *testing.T) {
 // read and write through rawConn.
 func TestServerAndTransportUseRawConns(t *testing.T) {
 	s := &Server{Log: discardLog()}
-	var served []string
+	var notRaw []string
 	s.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		for c := range s.conns {
 			if _, ok := c.nc.(*rawConn); !ok {
-				served = append(served, "server conn "+typeName(c.nc))
+				notRaw = append(notRaw, "server conn "+fmt.Sprintf("%T", c.nc))
 			}
 		}
 		s.mu.Unlock()
@@ -176,16 +175,13 @@ func TestServerAndTransportUseRawConns(t *testing.T) {
 	for _, cs := range tr.idle {
 		for _, c := range cs {
 			if _, ok := c.conn.Conn.(*rawConn); !ok {
-				served = append(served, "transport conn "+typeName(c.conn.Conn))
+				notRaw = append(notRaw, "transport conn "+fmt.Sprintf("%T", c.conn.Conn))
 			}
 		}
 	}
 	n := len(tr.idle)
 	tr.mu.Unlock()
-	if n != 1 || len(served) > 0 {
-		t.Fatalf("idle hosts %d (want 1); not raw: %v", n, served)
+	if n != 1 || len(notRaw) > 0 {
+		t.Fatalf("idle hosts %d (want 1); not raw: %v", n, notRaw)
 	}
-
 }
-
-func typeName(v any) string { return fmt.Sprintf("%T", v) }
