@@ -28,7 +28,9 @@
 # keeps Go's default). EDGE_CPUS and GW_CPUS, comma-separated CPU lists, are
 # the topology's edge.cpus (edge and edgegw) and gateway.cpus (gw); unset,
 # nothing is pinned. The header line shows the GOMAXPROCS (and CPUs) each
-# process's ready line reported.
+# process's ready line reported. STALLS_S (3): seconds bench/jitter measures
+# the machine's CPU stalls before and after the run (0: not at all); see
+# lib.sh, stalls.
 set -euo pipefail
 
 NAME=edge.sh
@@ -132,6 +134,8 @@ busy() { # what else is using the shared cores right now
   top -b -n 1 -w 200 | sed -n '8,13p' | awk '{printf "#   %5s%% %s\n", $9, $12}'
 }
 busy "before"
+stalls before
 "$RUN/anchors/anchors.sh" edge=http://127.0.0.1:18093 edge-mp=http://127.0.0.1:18092 gw=http://127.0.0.1:18094 edgegw=http://127.0.0.1:18095 "$@" | tee "$RUN/anchors.out"
 awk -f "$ROOT/bench/ratios.awk" "$RUN/anchors.out"
 busy "after"
+stalls after

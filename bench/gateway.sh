@@ -25,7 +25,9 @@
 # comma-separated list (e.g. GW_CPUS=1: every thread of the gateway on CPU
 # 1), for gw and each variant; a variant may carry its own as a cpus=LIST
 # word, which is not passed to the environment (e.g. GW_VARIANTS="cpus=1"
-# runs a pinned gateway beside an unpinned one).
+# runs a pinned gateway beside an unpinned one). STALLS_S (3): seconds
+# bench/jitter measures the machine's CPU stalls before and after the run
+# (0: not at all); see lib.sh, stalls.
 #
 # Client keys must be at least 16 characters (topology validation) and
 # anchors.sh runs loadgen with its default key sk-bench-0000, so this script
@@ -72,5 +74,7 @@ done
 echo "# $(uptime)"
 echo "# other processes on the machine at start (top CPU):"
 ps -eo pcpu,comm --sort=-pcpu | sed -n '2,8p' | sed 's/^/#   /'
+stalls before
 "$RUN/anchors/anchors.sh" "${TARGETS[@]}" "$@" | tee "$RUN/anchors.out"
 awk -f "$ROOT/bench/ratios.awk" "$RUN/anchors.out"
+stalls after

@@ -65,3 +65,18 @@ YAML
   [[ -n "$GW_URL" ]] || { cat "$RUN/$name.err" >&2; die "gateway $name did not print its ready line"; }
   GW_PROCS_SEEN="$(sed -n 's/^ready component=gateway .* procs=\([0-9]*\( cpus=[0-9,]*\)\{0,1\}\).*/\1/p' "$RUN/$name.out")"
 }
+
+# stalls LABEL: prints, as "#" lines, what bench/jitter measures on every
+# CPU over STALLS_S seconds (default 3; 0 skips it): how often a running
+# thread lost its CPU for 100 µs and 500 µs or more, the noise under the
+# p99s of the run beside it (docs/PERFORMANCE.md, Gateway, "Where the
+# targets stand"). It keeps every CPU busy while it measures, so it runs
+# before and after a measurement, never during one.
+stalls() {
+  local s="${STALLS_S:-3}"
+  [[ "$s" =~ ^[0-9]+$ ]] || die "STALLS_S must be a whole number of seconds, not \"$s\""
+  [[ "$s" == 0 ]] && return
+  [[ -x "$RUN/jitter" ]] || (cd "$ROOT" && go build -o "$RUN/jitter" ./bench/jitter)
+  echo "# $1: CPU stalls over $s s (bench/jitter):"
+  "$RUN/jitter" -duration "${s}s" -brief | sed 's/^/#   /'
+}

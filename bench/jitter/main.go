@@ -3,14 +3,16 @@
 // a tight loop for -duration, and every gap between two consecutive reads
 // of at least 10 µs is time the thread was not running (an interrupt, the
 // hypervisor, another task). It prints, per CPU, the gaps per second and
-// the share of time lost by gap size, and the longest gap.
+// the share of time lost by gap size, and the longest gap; with -brief,
+// one line per CPU for the stalls of 100 µs and 500 µs or more (what the
+// bench scripts print beside their runs).
 //
 // It is the noise floor under every latency percentile in
 // docs/PERFORMANCE.md: a request cannot be faster at p99 than the stalls
 // its processes sit through. Run it on an idle machine (it keeps every CPU
 // busy while it runs):
 //
-//	go run ./bench/jitter [-duration 10s]
+//	go run ./bench/jitter [-duration 10s] [-brief]
 package main
 
 import (
@@ -53,6 +55,20 @@ func (h *hist) add(gap time.Duration) {
 	}
 }
 
+// atLeast describes the gaps of at least edge (one of edges) over took:
+// how many a second and their share of the time.
+func (h *hist) atLeast(edge, took time.Duration) string {
+	var n int
+	var lost time.Duration
+	for i, e := range edges {
+		if e >= edge {
+			n += h.count[i]
+			lost += h.lost[i]
+		}
+	}
+	return fmt.Sprintf("%.1f/s (%.2f%% of the time)", float64(n)/took.Seconds(), 100*float64(lost)/float64(took))
+}
+
 // spin reads the clock until d has passed and returns the gaps and the time
 // measured.
 func spin(d time.Duration) (*hist, time.Duration) {
@@ -71,6 +87,7 @@ func spin(d time.Duration) (*hist, time.Duration) {
 
 func main() {
 	d := flag.Duration("duration", 10*time.Second, "how long to measure")
+	brief := flag.Bool("brief", false, "one line per CPU: stalls of 100 µs and 500 µs or more, and the longest")
 	flag.Parse()
 	var set unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &set); err != nil {
@@ -103,6 +120,11 @@ func main() {
 		if errs[i] != nil {
 			fmt.Fprintf(os.Stderr, "jitter: pin to CPU %d: %v\n", c, errs[i])
 			os.Exit(1)
+		}
+		if *brief {
+			fmt.Printf("cpu %d: stalls of 100µs or more %s, of 500µs or more %s, longest %v\n",
+				c, hs[i].atLeast(100*time.Microsecond, took[i]), hs[i].atLeast(500*time.Microsecond, took[i]), hs[i].max.Round(time.Microsecond))
+			continue
 		}
 		fmt.Printf("cpu %d: %v measured, longest gap %v\n", c, took[i].Round(time.Millisecond), hs[i].max)
 		for j, e := range edges {

@@ -28,6 +28,20 @@ func TestHistClassesGapsByLowerEdge(t *testing.T) {
 	}
 }
 
+func TestAtLeastSumsTheClassesFromTheEdgeUp(t *testing.T) {
+	h := newHist()
+	for _, g := range []time.Duration{60 * time.Microsecond, 150 * time.Microsecond, 600 * time.Microsecond, 3 * time.Millisecond} {
+		h.add(g)
+	}
+	// Over 2 s: 3 gaps of 100 µs or more lost 3.75 ms, 2 of 500 µs or more 3.6 ms.
+	if got, want := h.atLeast(100*time.Microsecond, 2*time.Second), "1.5/s (0.19% of the time)"; got != want {
+		t.Errorf("atLeast(100µs) = %q, want %q", got, want)
+	}
+	if got, want := h.atLeast(500*time.Microsecond, 2*time.Second), "1.0/s (0.18% of the time)"; got != want {
+		t.Errorf("atLeast(500µs) = %q, want %q", got, want)
+	}
+}
+
 func TestSpinMeasuresAtLeastTheDuration(t *testing.T) {
 	h, took := spin(20 * time.Millisecond)
 	if took < 20*time.Millisecond {
