@@ -69,14 +69,14 @@ func (h *hist) atLeast(edge, took time.Duration) string {
 	return fmt.Sprintf("%.1f/s (%.2f%% of the time)", float64(n)/took.Seconds(), 100*float64(lost)/float64(took))
 }
 
-// spin reads the clock until d has passed and returns the gaps and the time
-// measured.
-func spin(d time.Duration) (*hist, time.Duration) {
+// spin reads the clock (time.Now, or a test's) until d has passed and
+// returns the gaps and the time measured.
+func spin(d time.Duration, clock func() time.Time) (*hist, time.Duration) {
 	h := newHist()
-	start := time.Now()
+	start := clock()
 	prev := start
 	for prev.Sub(start) < d {
-		now := time.Now()
+		now := clock()
 		if g := now.Sub(prev); g >= edges[0] {
 			h.add(g)
 		}
@@ -111,7 +111,7 @@ func main() {
 			var one unix.CPUSet
 			one.Set(c)
 			if errs[i] = unix.SchedSetaffinity(0, &one); errs[i] == nil {
-				hs[i], took[i] = spin(*d)
+				hs[i], took[i] = spin(*d, time.Now)
 			}
 		})
 	}

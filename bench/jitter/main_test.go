@@ -42,16 +42,28 @@ func TestAtLeastSumsTheClassesFromTheEdgeUp(t *testing.T) {
 	}
 }
 
-func TestSpinMeasuresAtLeastTheDuration(t *testing.T) {
-	h, took := spin(20 * time.Millisecond)
-	if took < 20*time.Millisecond {
-		t.Errorf("measured %v, want at least 20ms", took)
+func TestSpinCountsTheGapsBetweenClockReads(t *testing.T) {
+	// A clock that advances 1 µs per read, except for a 300 µs and a 2 ms
+	// jump (the thread "not running") and one of exactly 10 µs.
+	steps := map[int]time.Duration{5: 300 * time.Microsecond, 9: 10 * time.Microsecond, 20: 2 * time.Millisecond}
+	now, reads := time.Unix(0, 0), 0
+	clock := func() time.Time {
+		reads++
+		step := time.Microsecond
+		if s, ok := steps[reads]; ok {
+			step = s
+		}
+		now = now.Add(step)
+		return now
 	}
-	var lost time.Duration
-	for _, l := range h.lost {
-		lost += l
+	h, took := spin(5*time.Millisecond, clock)
+	if took < 5*time.Millisecond || took > 5*time.Millisecond+time.Microsecond {
+		t.Errorf("measured %v, want 5ms (to the next read)", took)
 	}
-	if lost > took {
-		t.Errorf("lost %v of %v measured", lost, took)
+	if want := []int{1, 0, 0, 1, 0, 0, 1, 0}; !slices.Equal(h.count, want) {
+		t.Errorf("count = %v, want %v", h.count, want)
+	}
+	if h.max != 2*time.Millisecond {
+		t.Errorf("max = %v, want 2ms", h.max)
 	}
 }
